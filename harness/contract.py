@@ -1,0 +1,92 @@
+"""What a contributed module declares about itself: kind, variants, exactness and error bound."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class ErrorBound:
+    """Accuracy an approximate module promises against the float64 oracle; unset fields are not promised.
+
+    A kind publishes a floor (the loosest bound it accepts). A module's declared bound is merged with the
+    floor, so declaring "approximate" can tighten the check but never switch it off.
+    """
+
+    max_abs: float | None = None  # largest |candidate - oracle| over all elements
+    mean_abs: float | None = None  # mean |candidate - oracle|
+    min_cosine: float | None = None  # cosine similarity of flattened candidate and oracle, in [-1, 1]
+    min_sqnr_db: float | None = None  # 10*log10(|oracle|^2 / |candidate - oracle|^2)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"ErrorBound.{f.name} must be a finite number, got {value!r}")
+        for name in ("max_abs", "mean_abs"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"ErrorBound.{name} must be >= 0, got {value!r}")
+        if self.min_cosine is not None and not -1.0 <= self.min_cosine <= 1.0:
+            raise ValueError(f"ErrorBound.min_cosine must lie in [-1, 1], got {self.min_cosine!r}")
+
+    def looser_than(self, floor: ErrorBound) -> list[str]:
+        """Fields where this bound accepts more error than `floor` does (empty when it is at least as strict)."""
+        looser = []
+        for name in ("max_abs", "mean_abs"):
+            mine, theirs = getattr(self, name), getattr(floor, name)
+            if mine is not None and theirs is not None and mine > theirs:
+                looser.append(f"{name}={mine} (floor {theirs})")
+        for name in ("min_cosine", "min_sqnr_db"):
+            mine, theirs = getattr(self, name), getattr(floor, name)
+            if mine is not None and theirs is not None and mine < theirs:
+                looser.append(f"{name}={mine} (floor {theirs})")
+        return looser
+
+    def merged_with(self, floor: ErrorBound) -> ErrorBound:
+        """This bound with every field it leaves unset taken from `floor`."""
+        return ErrorBound(
+            **{f.name: getattr(self, f.name) if getattr(self, f.name) is not None else getattr(floor, f.name)
+               for f in fields(self)}
+        )
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """A registered module as the harness sees it: plain data, safe to send between processes."""
+
+    name: str  # registry key; equals the file stem for in-tree modules
+    kind: str  # attention | norm | quantization | activation
+    variants: tuple[str, ...]  # variants of the kind this module implements
+    exact: bool  # True: judged against the reference with the kind's tolerance policy
+    bound: ErrorBound | None  # approximate modules only: the declared bound, already merged with the floor
+    class_name: str  # the decorated class
+    source: str  # file path for in-tree and fixture modules, "dist:<distribution>" for entry points
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "variants": list(self.variants),
+            "exact": self.exact,
+            "bound": self.bound.as_dict() if self.bound else None,
+            "class_name": self.class_name,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ModuleSpec:
+        bound = data.get("bound")
+        return cls(
+            name=str(data["name"]),
+            kind=str(data["kind"]),
+            variants=tuple(data["variants"]),  # type: ignore[arg-type]
+            exact=bool(data["exact"]),
+            bound=ErrorBound(**bound) if isinstance(bound, dict) else None,
+            class_name=str(data["class_name"]),
+            source=str(data["source"]),
+        )

@@ -1,0 +1,131 @@
+"""The contract every kind implements: variants, reference, inputs, shape battery, formulas, tolerance."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from harness.contract import ErrorBound
+
+if TYPE_CHECKING:
+    from harness.gates.unit import CaseContext, CaseResult
+
+Scalar = int | float | bool | None
+CallArgs = dict[str, Any]  # keyword arguments of one call: tensors and scalars
+
+
+@dataclass(frozen=True)
+class Case:
+    """One entry of a kind's shape battery: sizes and a value regime for one variant."""
+
+    variant: str  # variant of the kind this case exercises
+    label: str  # sizes in short form, e.g. "b2-h3-s37-d24"
+    regime: str  # value regime, e.g. "normal", "tiny", "huge"
+    sizes: Mapping[str, int]  # named dimensions, read by the input generator and the FLOP/byte formulas
+    params: Mapping[str, Scalar] = field(default_factory=dict)  # non-tensor call arguments (window, eps, ...)
+
+    @property
+    def id(self) -> str:
+        return f"{self.variant}/{self.label}/{self.regime}"
+
+
+@dataclass(frozen=True)
+class TolerancePolicy:
+    """When an exact module's result is close enough to the float64 oracle.
+
+    Following the FlashAttention tests: the candidate's error against the oracle may be at most
+    `multiplier` times the error of the kind's reference run in the same dtype, plus `floor_eps` machine
+    epsilons of that dtype times the oracle's largest magnitude. The reference's own error sets the scale,
+    so honest low-precision results pass while a silent downcast or a sloppy reduction does not.
+    """
+
+    multiplier: float = 3.0  # allowed ratio of candidate error to same-dtype reference error
+    floor_eps: float = 4.0  # absolute floor, in machine epsilons of the dtype, relative to max|oracle|
+
+    def __post_init__(self) -> None:
+        if self.multiplier < 1.0 or self.floor_eps < 0.0:
+            raise ValueError(f"TolerancePolicy needs multiplier >= 1 and floor_eps >= 0, got {self}")
+
+    def bound(self, reference_error: float, oracle_scale: float, dtype: torch.dtype) -> float:
+        """Largest candidate error (max abs against the oracle) that still passes."""
+        ref = reference_error if reference_error == reference_error and reference_error != float("inf") else 0.0
+        floor = self.floor_eps * torch.finfo(dtype).eps * max(oracle_scale, torch.finfo(dtype).tiny)
+        return self.multiplier * ref + floor
+
+
+class Kind(ABC):
+    """A family of interchangeable components (attention, norm, ...) and everything needed to judge one.
+
+    A kind owns: the variants it defines, a reference implementation in plain eager PyTorch that is also
+    the float64 oracle, a seeded input generator, a shape battery with odd and edge sizes and hostile value
+    regimes, FLOP and byte formulas, and the tolerance policy. Modules only supply an implementation.
+    """
+
+    name: ClassVar[str]
+    variants: ClassVar[Mapping[str, str]]  # variant -> one-line description
+    # method name -> parameter names the contestant passes as keywords; checked against the module's
+    # signature when it registers
+    methods: ClassVar[Mapping[str, tuple[str, ...]]]
+    error_floor: ClassVar[ErrorBound]  # loosest bound an approximate module may declare
+    tolerance: ClassVar[TolerancePolicy] = TolerancePolicy()
+
+    def dtypes(self, variant: str) -> tuple[torch.dtype, ...]:
+        """Dtypes the unit gate checks; float16 joins when this CPU computes it."""
+        return (torch.float32, torch.bfloat16, torch.float16)
+
+    @abstractmethod
+    def battery(self, variant: str) -> list[Case]:
+        """Cases the unit gate runs for `variant`: always odd sizes, edge sizes and hostile value regimes."""
+
+    @abstractmethod
+    def make_inputs(self, case: Case, dtype: torch.dtype, gen: torch.Generator) -> CallArgs:
+        """Keyword arguments for one call of the module on `case`, drawn from `gen` (seeded by the judge)."""
+
+    @abstractmethod
+    def reference(self, variant: str, args: CallArgs) -> torch.Tensor:
+        """Plain eager PyTorch; computes in the dtype of its inputs, so float64 inputs give the oracle."""
+
+    @abstractmethod
+    def grad_inputs(self, variant: str) -> tuple[str, ...]:
+        """Names of tensor arguments whose gradients the unit gate compares."""
+
+    @abstractmethod
+    def flops(self, case: Case) -> int:
+        """Floating-point operations of one forward call on `case` (each term commented in the kind)."""
+
+    @abstractmethod
+    def bytes_moved(self, case: Case, dtype: torch.dtype) -> int:
+        """Minimum bytes one forward call reads and writes on `case` (each term commented in the kind)."""
+
+    def unit_case(self, ctx: CaseContext) -> CaseResult | None:
+        """Judge one case in a kind-specific way; None means the standard forward/backward check applies."""
+        return None
+
+
+def case_seed(run_seed: int, case_id: str, dtype: torch.dtype, salt: str = "") -> int:
+    """Deterministic per-case seed derived from the run's secret seed."""
+    digest = hashlib.sha256(f"{run_seed}|{case_id}|{dtype}|{salt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def generator(seed: int) -> torch.Generator:
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(seed)
+    return gen
+
+
+def randn(shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+    """Normal samples drawn in float64 and rounded once to `dtype`, so every dtype sees the same values."""
+    return (torch.randn(shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
+
+
+def uniform(shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator, low: float, high: float) -> torch.Tensor:
+    return (torch.rand(shape, generator=gen, dtype=torch.float64) * (high - low) + low).to(dtype)
+
+
+ReferenceFn = Callable[[CallArgs], torch.Tensor]

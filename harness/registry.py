@@ -1,0 +1,275 @@
+"""The module registry: the `register` decorator, entry points, and validation at registration.
+
+Importing a contributed module runs untrusted code, so only the contestant process (harness.worker)
+imports module files. The judge plans from file names and entry-point names alone (see `module_sources`).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TypeVar
+
+from harness.contract import ErrorBound, ModuleSpec
+from harness.kinds import KINDS
+
+ENTRY_POINT_GROUP = "harness.modules"
+T = TypeVar("T", bound=type)
+
+
+class RegistrationError(Exception):
+    """A module does not meet its kind's contract; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class ModuleSource:
+    """Where a module comes from, known without importing it."""
+
+    name: str  # registry name: the file stem, or the entry-point name
+    kind: str | None  # the kind directory the file sits in; None for entry points
+    path: Path | None  # the module file, for in-tree and fixture modules
+    entry_point: str | None = None  # "package.module:Class" for modules from installed distributions
+    distribution: str | None = None  # the distribution that declares the entry point
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path else f"entry point {self.entry_point} ({self.distribution})"
+
+
+class Registry:
+    """Registered module classes by name; a second registration of a name is an error, never an overwrite."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, ModuleSpec] = {}
+        self._classes: dict[str, type] = {}
+
+    def add(self, spec: ModuleSpec, cls: type) -> None:
+        if spec.name in self._specs:
+            first = self._specs[spec.name].source
+            raise RegistrationError(
+                f"{spec.source}: module name {spec.name!r} is already registered by {first}. "
+                "Expected each name once. Fix: rename one of the files (and its class) to a unique name."
+            )
+        self._specs[spec.name] = spec
+        self._classes[spec.name] = cls
+
+    def spec(self, name: str) -> ModuleSpec:
+        return self._specs[name]
+
+    def cls(self, name: str) -> type:
+        return self._classes[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[ModuleSpec]:
+        return iter(self._specs[name] for name in self.names())
+
+
+REGISTRY = Registry()
+
+
+def register(
+    *,
+    kind: str,
+    variant: str | tuple[str, ...],
+    exact: bool,
+    bound: ErrorBound | None = None,
+    name: str | None = None,
+) -> Callable[[T], T]:
+    """Register the decorated class as a module of `kind` implementing `variant` (one name or a tuple).
+
+    `exact=True` modules are held to the kind's tolerance policy against the float64 oracle.
+    `exact=False` modules are approximate and are judged by `bound`, merged with the kind's error floor.
+    `name` defaults to the file stem; the class name must be the CamelCase form of the name.
+    """
+
+    def decorate(cls: T) -> T:
+        source = _source_of(cls)
+        spec = validate(cls, kind=kind, variant=variant, exact=exact, bound=bound, name=name, source=source)
+        REGISTRY.add(spec, cls)
+        return cls
+
+    return decorate
+
+
+def _source_of(cls: type) -> str:
+    try:
+        return inspect.getsourcefile(cls) or "<unknown file>"
+    except TypeError:
+        return getattr(sys.modules.get(cls.__module__), "__file__", None) or "<unknown file>"
+
+
+def camel_case(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def validate(
+    cls: type,
+    *,
+    kind: str,
+    variant: str | tuple[str, ...],
+    exact: bool,
+    bound: ErrorBound | None,
+    name: str | None,
+    source: str,
+) -> ModuleSpec:
+    """Check a class against its kind's contract and return its spec; raise RegistrationError otherwise."""
+    where = f"{source}: class {cls.__name__}"
+    if not inspect.isclass(cls):
+        raise RegistrationError(f"{source}: @register decorates a class, found {type(cls).__name__}.")
+    if kind not in KINDS:
+        raise RegistrationError(
+            f"{where}: unknown kind {kind!r}. Expected one of {sorted(KINDS)}. Fix: pass kind=<one of those>."
+        )
+    contract = KINDS[kind]
+    variants = (variant,) if isinstance(variant, str) else tuple(variant)
+    unknown = [v for v in variants if v not in contract.variants]
+    if not variants or unknown:
+        raise RegistrationError(
+            f"{where}: kind {kind!r} defines variants {sorted(contract.variants)}, found {list(variants)}. "
+            "Fix: declare variant=<one of those> (or a tuple of several)."
+        )
+    if not isinstance(exact, bool):
+        raise RegistrationError(f"{where}: exact must be True or False, found {exact!r}.")
+    merged = _check_bound(where, contract.name, contract.error_floor, exact, bound)
+    registry_name = name or Path(source).stem
+    _check_name(where, registry_name, cls.__name__)
+    _check_methods(where, cls, contract.methods)
+    return ModuleSpec(
+        name=registry_name, kind=kind, variants=variants, exact=exact, bound=merged, class_name=cls.__name__,
+        source=source,
+    )
+
+
+def _check_bound(where: str, kind: str, floor: ErrorBound, exact: bool, bound: ErrorBound | None) -> ErrorBound | None:
+    if exact:
+        if bound is not None:
+            raise RegistrationError(
+                f"{where}: exact=True modules are judged by the {kind} tolerance policy, found bound={bound}. "
+                "Fix: drop bound=..., or declare exact=False if the module approximates."
+            )
+        return None
+    if bound is not None and not isinstance(bound, ErrorBound):
+        raise RegistrationError(f"{where}: bound must be an harness.ErrorBound, found {type(bound).__name__}.")
+    looser = (bound or ErrorBound()).looser_than(floor)
+    if looser:
+        raise RegistrationError(
+            f"{where}: declared error bound is looser than the {kind} floor: {', '.join(looser)}. "
+            f"Expected at least {floor.as_dict()}. Fix: tighten the bound or improve the approximation."
+        )
+    return (bound or ErrorBound()).merged_with(floor)
+
+
+def _check_name(where: str, name: str, class_name: str) -> None:
+    if not name.isidentifier() or name != name.lower():
+        raise RegistrationError(
+            f"{where}: module name {name!r} must be a lower_snake_case identifier. Fix: rename the file."
+        )
+    if class_name != camel_case(name):
+        raise RegistrationError(
+            f"{where}: registry name, file name and class name must agree; name {name!r} expects class "
+            f"{camel_case(name)!r}, found {class_name!r}. Fix: rename the class to {camel_case(name)}."
+        )
+
+
+def _check_methods(where: str, cls: type, methods: dict[str, tuple[str, ...]] | object) -> None:
+    try:
+        inspect.signature(cls).bind()
+    except (TypeError, ValueError) as exc:
+        raise RegistrationError(
+            f"{where}: the harness builds modules with no arguments, but {cls.__name__}() fails: {exc}. "
+            "Fix: give every __init__ parameter a default."
+        ) from None
+    for method, params in methods.items():  # type: ignore[attr-defined]
+        func = inspect.getattr_static(cls, method, None)
+        if func is None or not callable(getattr(cls, method, None)):
+            raise RegistrationError(
+                f"{where}: missing method {method}({', '.join(params)}). "
+                f"Fix: define def {method}(self, {', '.join(params)}) -> torch.Tensor."
+            )
+        try:
+            inspect.signature(getattr(cls, method)).bind(None, **{p: None for p in params})
+        except (TypeError, ValueError) as exc:
+            found = inspect.signature(getattr(cls, method))
+            raise RegistrationError(
+                f"{where}: {method}{found} cannot be called with keywords ({', '.join(params)}): {exc}. "
+                f"Fix: define def {method}(self, {', '.join(params)})."
+            ) from None
+
+
+def module_sources(root: Path, *, entry_points: bool = True) -> list[ModuleSource]:
+    """Every module the harness can judge, found from file and entry-point names without importing any."""
+    found = [
+        ModuleSource(name=path.stem, kind=path.parent.name, path=path.resolve())
+        for path in sorted(root.glob("*/*.py"))
+        if not path.name.startswith("_")
+    ]
+    if entry_points:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+            found.append(ModuleSource(name=ep.name, kind=None, path=None, entry_point=ep.value, distribution=dist))
+    return found
+
+
+def duplicate_names(sources: list[ModuleSource]) -> dict[str, list[ModuleSource]]:
+    """Names claimed by more than one source (across kind directories or entry points)."""
+    by_name: dict[str, list[ModuleSource]] = {}
+    for source in sources:
+        by_name.setdefault(source.name, []).append(source)
+    return {name: group for name, group in by_name.items() if len(group) > 1}
+
+
+def load(source: ModuleSource, registry: Registry = REGISTRY) -> tuple[ModuleSpec, type]:
+    """Import one module (contestant side only) and return what it registered, checked against its source."""
+    before = set(registry.names())
+    if source.path is not None:
+        _import_file(source)
+    else:
+        _import_entry_point(source)
+    added = [name for name in registry.names() if name not in before]
+    if len(added) != 1:
+        raise RegistrationError(
+            f"{source.where}: expected exactly one @register-ed class, found {len(added)} ({added}). "
+            "Fix: one contribution per file, registered once with @harness.register(...)."
+        )
+    spec = registry.spec(added[0])
+    if spec.name != source.name:
+        raise RegistrationError(
+            f"{source.where}: registered name {spec.name!r} does not match {source.name!r}. "
+            "Fix: make the file name (or entry-point name), registry name and class name agree."
+        )
+    if source.kind is not None and spec.kind != source.kind:
+        raise RegistrationError(
+            f"{source.where}: declares kind {spec.kind!r} but sits in the {source.kind!r} directory. "
+            f"Fix: move the file to modules/{spec.kind}/ or declare kind={source.kind!r}."
+        )
+    if source.distribution is not None:
+        spec = replace(spec, source=f"dist:{source.distribution}")
+    return spec, registry.cls(spec.name)
+
+
+def _import_file(source: ModuleSource) -> None:
+    assert source.path is not None
+    module_name = f"_harness_candidate.{source.kind}.{source.name}"
+    spec = importlib.util.spec_from_file_location(module_name, source.path)
+    if spec is None or spec.loader is None:
+        raise RegistrationError(f"{source.path}: cannot be imported as a Python module. Fix: check the file.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+
+
+def _import_entry_point(source: ModuleSource) -> None:
+    matches = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == source.name]
+    if not matches:
+        raise RegistrationError(f"{source.where}: entry point {source.name!r} is no longer installed.")
+    matches[0].load()

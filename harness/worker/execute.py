@@ -1,0 +1,82 @@
+"""Contestant side of one Call: run the module's method, backward, and report what happened."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def _private(value: Any) -> Any:
+    return value.detach().clone() if isinstance(value, torch.Tensor) else value
+
+
+def _storages(value: Any) -> list[tuple[int, int]]:
+    """(start, end) byte ranges of the storages behind a tensor or a dict/list of tensors."""
+    if isinstance(value, torch.Tensor):
+        storage = value.untyped_storage()
+        return [(storage.data_ptr(), storage.data_ptr() + storage.nbytes())] if storage.nbytes() else []
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _storages(v)]
+    if isinstance(value, (list, tuple)):
+        return [r for v in value for r in _storages(v)]
+    return []
+
+
+def _detached(value: Any) -> Any:
+    """A private copy of the output for sending: plain tensors, plain dicts and lists, nothing else."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone() if type(value) is torch.Tensor else _typename(value)
+    if isinstance(value, dict):
+        return {str(k): _detached(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_detached(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return _typename(value)
+
+
+def _typename(value: Any) -> str:
+    return f"<unsendable {type(value).__module__}.{type(value).__qualname__}>"
+
+
+def execute(instance: object, message: dict[str, Any]) -> dict[str, Any]:
+    """Run one call message on `instance` and build the reply message."""
+    method = getattr(instance, message["method"])
+    grad_inputs = list(message.get("grad_inputs") or [])
+    originals = {name: v for name, v in message["args"].items() if isinstance(v, torch.Tensor)}
+    # Gradients are read from leaves; the module gets a non-leaf copy so that an in-place write to an
+    # input is recorded (and reported as a mutation) instead of raising inside autograd.
+    leaves = {name: originals[name].detach().clone().requires_grad_(True) for name in grad_inputs}
+    with torch.enable_grad():
+        args = {
+            name: leaves[name].clone() if name in leaves else _private(value)
+            for name, value in message["args"].items()
+        }
+        out = method(**args)
+        grads: dict[str, Any] = {}
+        grad_out = message.get("grad_out")
+        if grad_out is not None and grad_inputs:
+            if isinstance(out, torch.Tensor) and out.requires_grad and out.shape == grad_out.shape:
+                out.backward(grad_out.to(out.dtype))
+            grads = {name: None if leaf.grad is None else leaf.grad.detach().clone() for name, leaf in leaves.items()}
+    inputs_ranges = {name: _storages(args[name]) for name in originals}
+    out_ranges = _storages(out)
+    aliased = [
+        name for name, ranges in inputs_ranges.items()
+        if any(a0 < b1 and b0 < a1 for a0, a1 in ranges for b0, b1 in out_ranges)
+    ]
+    inputs_after = {name: args[name].detach().clone() for name in originals}
+    repeat = None
+    if message.get("repeat"):
+        again = {name: _private(value) for name, value in message["args"].items()}
+        with torch.no_grad():
+            repeat = _detached(method(**again))
+    return {
+        "status": "ok",
+        "out": _detached(out),
+        "out_repeat": repeat,
+        "grads": grads,
+        "inputs_after": inputs_after,
+        "aliased": aliased,
+    }
