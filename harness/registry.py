@@ -75,6 +75,7 @@ class Registry:
 
 
 REGISTRY = Registry()
+_active: list[Registry] = [REGISTRY]  # the registry @register writes to; load() can point it elsewhere
 
 
 def register(
@@ -95,7 +96,7 @@ def register(
     def decorate(cls: T) -> T:
         source = _source_of(cls)
         spec = validate(cls, kind=kind, variant=variant, exact=exact, bound=bound, name=name, source=source)
-        REGISTRY.add(spec, cls)
+        _active[-1].add(spec, cls)
         return cls
 
     return decorate
@@ -231,10 +232,14 @@ def duplicate_names(sources: list[ModuleSource]) -> dict[str, list[ModuleSource]
 def load(source: ModuleSource, registry: Registry = REGISTRY) -> tuple[ModuleSpec, type]:
     """Import one module (contestant side only) and return what it registered, checked against its source."""
     before = set(registry.names())
-    if source.path is not None:
-        _import_file(source)
-    else:
-        _import_entry_point(source)
+    _active.append(registry)
+    try:
+        if source.path is not None:
+            _import_file(source)
+        else:
+            _import_entry_point(source)
+    finally:
+        _active.pop()
     added = [name for name in registry.names() if name not in before]
     if len(added) != 1:
         raise RegistrationError(

@@ -30,6 +30,7 @@ class CaseResult:
     dtype: str
     passed: bool
     failures: list[str] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -38,6 +39,7 @@ class CaseResult:
             "case": self.case,
             "dtype": self.dtype,
             "passed": self.passed,
+            "sizes": self.sizes,
             "failures": self.failures,
             "metrics": {k: _json_number(v) for k, v in self.metrics.items()},
             "seconds": round(self.seconds, 4),
@@ -77,11 +79,11 @@ class ReferenceCache:
         gen = generator(case_seed(self.run_seed, case.id, dtype))
         inputs = kind.make_inputs(case, dtype, gen)
         names = kind.grad_inputs(case.variant)
-        ref_out, ref_grads = run_reference(kind, case.variant, inputs, names, None)
-        grad_out = randn(tuple(ref_out.shape), dtype, gen)
-        ref_out, ref_grads = run_reference(kind, case.variant, inputs, names, grad_out)
+        ref_out, ref_grads, grad_out = run_reference(
+            kind, case.variant, inputs, names, lambda out: randn(tuple(out.shape), dtype, gen)
+        )
         wide = {k: v.double() if _is_float(v) else v for k, v in inputs.items()}
-        oracle_out, oracle_grads = run_reference(kind, case.variant, wide, names, grad_out.double())
+        oracle_out, oracle_grads, _ = run_reference(kind, case.variant, wide, names, lambda out: grad_out.double())
         return Expected(inputs, grad_out, ref_out, ref_grads, oracle_out, oracle_grads)
 
 
@@ -90,18 +92,25 @@ def _is_float(value: object) -> bool:
 
 
 def run_reference(
-    kind: Kind, variant: str, inputs: CallArgs, grad_names: tuple[str, ...], grad_out: torch.Tensor | None
-) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
-    """The kind's reference forward (and backward when `grad_out` is given) on private copies of the inputs."""
+    kind: Kind,
+    variant: str,
+    inputs: CallArgs,
+    grad_names: tuple[str, ...],
+    make_grad_out: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, dict[str, torch.Tensor | None], torch.Tensor]:
+    """The kind's reference forward and backward on private copies of the inputs.
+
+    `make_grad_out` receives the output and returns the upstream gradient to back-propagate.
+    """
     args = {k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
     for name in grad_names:
         args[name].requires_grad_(True)
     with torch.enable_grad():
         out = kind.reference(variant, args)
-        if grad_out is None:
-            return out.detach(), {}
-        out.backward(grad_out)
-    return out.detach(), {name: args[name].grad for name in grad_names}
+        grad_out = make_grad_out(out.detach())
+        if grad_names:
+            out.backward(grad_out)
+    return out.detach(), {name: args[name].grad for name in grad_names}, grad_out
 
 
 @dataclass
@@ -127,6 +136,7 @@ def check_case(ctx: CaseContext) -> CaseResult:
         result = ctx.kind.unit_case(ctx) or function_case(ctx)
     except CandidateRaised as exc:
         result = CaseResult(ctx.case.id, _dtype_name(ctx.dtype), False, [f"module raised: {exc}"])
+    result.sizes = dict(ctx.case.sizes)
     result.seconds = time.perf_counter() - start
     return result
 

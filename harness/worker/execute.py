@@ -7,8 +7,13 @@ from typing import Any
 import torch
 
 
-def _private(value: Any) -> Any:
-    return value.detach().clone() if isinstance(value, torch.Tensor) else value
+def _private(value: Any, device: str = "cpu") -> Any:
+    """A copy of an argument on `device` (recursing into dicts, e.g. a packed quantized weight)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(device, copy=True)
+    if isinstance(value, dict):
+        return {k: _private(v, device) for k, v in value.items()}
+    return value
 
 
 def _storages(value: Any) -> list[tuple[int, int]]:
@@ -26,7 +31,7 @@ def _storages(value: Any) -> list[tuple[int, int]]:
 def _detached(value: Any) -> Any:
     """A private copy of the output for sending: plain tensors, plain dicts and lists, nothing else."""
     if isinstance(value, torch.Tensor):
-        return value.detach().clone() if type(value) is torch.Tensor else _typename(value)
+        return value.detach().to("cpu", copy=True) if type(value) is torch.Tensor else _typename(value)
     if isinstance(value, dict):
         return {str(k): _detached(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -40,36 +45,55 @@ def _typename(value: Any) -> str:
     return f"<unsendable {type(value).__module__}.{type(value).__qualname__}>"
 
 
-def execute(instance: object, message: dict[str, Any]) -> dict[str, Any]:
+def _with_mutations(exc: Exception, originals: dict[str, torch.Tensor], args: dict[str, Any]) -> Exception:
+    """The module's exception, with a note naming any input it had modified in place before failing."""
+    changed = [
+        name for name, sent in originals.items()
+        if isinstance(args.get(name), torch.Tensor)
+        and not torch.equal(args[name].detach().to("cpu"), sent.to("cpu"))
+    ]
+    if not changed:
+        return exc
+    note = "; ".join(f"input {name!r} was modified in place by the call" for name in changed)
+    return RuntimeError(f"{type(exc).__name__}: {exc} [{note}]")
+
+
+def execute(instance: object, message: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
     """Run one call message on `instance` and build the reply message."""
     method = getattr(instance, message["method"])
     grad_inputs = list(message.get("grad_inputs") or [])
     originals = {name: v for name, v in message["args"].items() if isinstance(v, torch.Tensor)}
     # Gradients are read from leaves; the module gets a non-leaf copy so that an in-place write to an
     # input is recorded (and reported as a mutation) instead of raising inside autograd.
-    leaves = {name: originals[name].detach().clone().requires_grad_(True) for name in grad_inputs}
+    leaves = {name: _private(originals[name], device).requires_grad_(True) for name in grad_inputs}
     with torch.enable_grad():
         args = {
-            name: leaves[name].clone() if name in leaves else _private(value)
+            name: leaves[name].clone() if name in leaves else _private(value, device)
             for name, value in message["args"].items()
         }
-        out = method(**args)
+        try:
+            out = method(**args)
+        except Exception as exc:
+            raise _with_mutations(exc, originals, args) from exc
         grads: dict[str, Any] = {}
         grad_out = message.get("grad_out")
         if grad_out is not None and grad_inputs:
             if isinstance(out, torch.Tensor) and out.requires_grad and out.shape == grad_out.shape:
-                out.backward(grad_out.to(out.dtype))
-            grads = {name: None if leaf.grad is None else leaf.grad.detach().clone() for name, leaf in leaves.items()}
+                try:
+                    out.backward(grad_out.to(device=out.device, dtype=out.dtype))
+                except Exception as exc:
+                    raise _with_mutations(exc, originals, args) from exc
+            grads = {name: None if leaf.grad is None else _detached(leaf.grad) for name, leaf in leaves.items()}
     inputs_ranges = {name: _storages(args[name]) for name in originals}
     out_ranges = _storages(out)
     aliased = [
         name for name, ranges in inputs_ranges.items()
         if any(a0 < b1 and b0 < a1 for a0, a1 in ranges for b0, b1 in out_ranges)
     ]
-    inputs_after = {name: args[name].detach().clone() for name in originals}
+    inputs_after = {name: _detached(args[name]) for name in originals}
     repeat = None
     if message.get("repeat"):
-        again = {name: _private(value) for name, value in message["args"].items()}
+        again = {name: _private(value, device) for name, value in message["args"].items()}
         with torch.no_grad():
             repeat = _detached(method(**again))
     return {

@@ -1,0 +1,155 @@
+"""Command line: `harness list | check | run | new`. Exit codes: 0 all passed, 1 something failed, 2 usage error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from harness.catalog import catalog
+from harness.judge.runner import GATES, RunOptions, judge_all
+from harness.judge.sandbox import Limits
+from harness.kinds import KINDS
+from harness.registry import ModuleSource, module_sources
+from harness.terminal import print_list, print_verdicts
+from harness.results.document import ResultsDocument
+from harness.results.fingerprint import fingerprint
+from harness.scaffold import ScaffoldError, scaffold
+
+
+class UsageError(Exception):
+    """The command line asks for something that cannot be done; exit code 2."""
+
+
+def default_modules_dir() -> Path:
+    """The in-tree modules/ directory, found without importing any module in it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("modules")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path.cwd() / "modules"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    listing = sub.add_parser("list", help="list registered modules (imported in a contestant process)")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_source_options(listing)
+
+    check = sub.add_parser("check", help="run named modules through the gates")
+    check.add_argument("names", nargs="+", metavar="NAME")
+    _add_run_options(check)
+
+    run = sub.add_parser("run", help="run every module through every gate")
+    _add_run_options(run)
+
+    new = sub.add_parser("new", help="scaffold a module file that passes `harness check` as generated")
+    new.add_argument("kind", choices=sorted(KINDS))
+    new.add_argument("name", help="lower_snake_case module name; becomes the file name")
+    new.add_argument("--variant", help="variant to implement (default: the kind's first variant)")
+    new.add_argument("--modules-dir", type=Path, default=None, help="where modules live (default: in-tree modules/)")
+    return parser
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--modules-dir", type=Path, default=None, help="where modules live (default: in-tree modules/)")
+    parser.add_argument("--no-entry-points", action="store_true", help="ignore modules from installed packages")
+    parser.add_argument("--timeout", type=float, default=Limits.timeout_s, help="seconds per module and gate")
+    parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb, help="memory cap per contestant process")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    _add_source_options(parser)
+    parser.add_argument("--gates", default=",".join(GATES), help=f"comma-separated gates among {', '.join(GATES)}")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--out", type=Path, default=None, help="write DIR/results.json (and DIR/modules/*.json)")
+    parser.add_argument("--seed", type=int, default=None, help="fix the input seed (default: a secret random seed)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help
+        return int(exc.code or 0)
+    try:
+        if args.command == "list":
+            return cmd_list(args)
+        if args.command == "new":
+            return cmd_new(args)
+        return cmd_judge(args)
+    except UsageError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _sources(args: argparse.Namespace) -> list[ModuleSource]:
+    root = args.modules_dir or default_modules_dir()
+    if not root.is_dir():
+        raise UsageError(f"modules directory {root} does not exist. Fix: pass --modules-dir DIR.")
+    return module_sources(root, entry_points=not args.no_entry_points)
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    if args.timeout <= 0 or args.memory_mb <= 0:
+        raise UsageError("--timeout and --memory-mb must be positive")
+    return Limits(timeout_s=args.timeout, memory_mb=args.memory_mb, device=getattr(args, "device", "cpu"))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    entries = catalog(_sources(args), _limits(args))
+    if args.json:
+        print(json.dumps([entry.as_dict() for entry in entries], indent=1))
+    else:
+        print_list(entries)
+    return 1 if any(entry.error for entry in entries) else 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    root = args.modules_dir or default_modules_dir()
+    try:
+        path = scaffold(args.kind, args.name, args.variant, root)
+    except ScaffoldError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"created {path}\nnext: harness check {args.name}")
+    return 0
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    gates = tuple(g.strip() for g in args.gates.split(",") if g.strip())
+    unknown = [g for g in gates if g not in GATES]
+    if not gates or unknown:
+        raise UsageError(f"unknown gate(s) {unknown or gates}; available: {', '.join(GATES)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda needs a CUDA device and a CUDA build of torch; none is available here")
+    sources = _sources(args)
+    if args.command == "check":
+        known = {s.name for s in sources}
+        missing = [n for n in args.names if n not in known]
+        if missing:
+            raise UsageError(f"no module named {', '.join(missing)}. `harness list` shows the registered ones.")
+        sources = [s for s in sources if s.name in set(args.names)]
+    limits = _limits(args)
+    seed = args.seed if args.seed is not None else secrets.randbits(63)
+    options = RunOptions(gates=gates, limits=limits, seed=seed)
+    env = fingerprint(
+        device=args.device, threads=limits.threads, dtypes=["float32", "bfloat16", "float16"], seed=seed,
+        seed_policy="fixed by --seed" if args.seed is not None else "secret: drawn by the judge at start, disclosed here",
+    )
+    config = {"gates": list(gates), "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb,
+              "device": args.device, "modules_dir": str(args.modules_dir or default_modules_dir())}
+    document = ResultsDocument(env, config, args.out)
+    start = time.perf_counter()
+    results = judge_all(sources, options, document.add)
+    print_verdicts(results, time.perf_counter() - start)
+    if args.out is not None:
+        print(f"results: {args.out / 'results.json'}")
+    return 0 if results and all(r.verdict == "pass" for r in results) else 1

@@ -1,0 +1,179 @@
+"""The judge: runs each module through the requested gates in contestant processes and keeps the verdicts.
+
+Nothing a module does can stop the run: a crash, hang, memory blow-up or protocol violation becomes that
+module's verdict, its finished cases are kept, and the judge moves on to the next module.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.contract import ModuleSpec
+from harness.gates import unit
+from harness.judge.sandbox import Contestant, Limits
+from harness.kinds import KINDS
+from harness.protocol import Call, CandidateRaised, ContestantDied, Reply
+from harness.registry import ModuleSource, duplicate_names
+from harness.results.records import GateResult, ModuleResult, overall
+
+GATES = ("unit",)
+
+
+class LoadFailed(Exception):
+    """The module could not be imported or does not meet its kind's contract."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the judge runs and under which limits."""
+
+    gates: tuple[str, ...] = GATES  # gates in the order they run
+    limits: Limits = Limits()  # per-module process limits
+    seed: int = 0  # the run's secret seed (drawn by the CLI, disclosed in the results afterwards)
+
+
+class Session:
+    """A loaded module inside a contestant: sends calls and turns replies into Reply or exceptions."""
+
+    def __init__(self, contestant: Contestant) -> None:
+        self.contestant = contestant
+
+    def load(self, source: ModuleSource) -> ModuleSpec:
+        """Import, validate and instantiate the module in the contestant."""
+        return self._load(source, instantiate=True)
+
+    def load_only(self, source: ModuleSource) -> ModuleSpec:
+        """Import and validate the module without building an instance (for listing)."""
+        return self._load(source, instantiate=False)
+
+    def _load(self, source: ModuleSource, instantiate: bool) -> ModuleSpec:
+        message = {"op": "load", "source": source_message(source), "instantiate": instantiate}
+        reply = self.contestant.request(message)
+        if reply.get("status") == "ok" and isinstance(reply.get("spec"), dict):
+            return ModuleSpec.from_dict(reply["spec"])
+        self._raise_for(reply, LoadFailed)
+        raise LoadFailed(f"{source.where}: unexpected reply to load: {str(reply)[:200]}")
+
+    def ask(self, call: Call) -> Reply:
+        reply = self.contestant.request(call.message())
+        if reply.get("status") == "ok":
+            return Reply.from_message(reply)
+        self._raise_for(reply, CandidateRaised)
+        raise CandidateRaised(f"unexpected reply status {reply.get('status')!r}")
+
+    def _raise_for(self, reply: dict[str, Any], error: type[Exception]) -> None:
+        message = f"{reply.get('message', 'no message')}{_origin(str(reply.get('traceback', '')))}"
+        if reply.get("status") == "oom":
+            self.contestant.kill()
+            raise ContestantDied("oom", f"{message}; {self.contestant.tail()}")
+        raise error(message)
+
+
+def _origin(traceback_text: str) -> str:
+    """' (at file:line)' for the innermost frame of a contestant traceback, or ''."""
+    frames = [line.strip() for line in traceback_text.splitlines() if line.strip().startswith('File "')]
+    if not frames:
+        return ""
+    parts = frames[-1].split('"')
+    line = frames[-1].split(", line ")[1].split(",")[0] if ", line " in frames[-1] else "?"
+    return f" (at {parts[1]}:{line})" if len(parts) > 1 else ""
+
+
+def source_message(source: ModuleSource) -> dict[str, Any]:
+    return {
+        "name": source.name,
+        "kind": source.kind,
+        "path": str(source.path) if source.path else None,
+        "entry_point": source.entry_point,
+        "distribution": source.distribution,
+    }
+
+
+GateFn = Callable[[ModuleSpec, Session, unit.ReferenceCache, GateResult], None]
+
+
+def unit_gate(spec: ModuleSpec, session: Session, cache: unit.ReferenceCache, gate: GateResult) -> None:
+    """Run every unit case, appending each result to `gate` as soon as it is known."""
+    kind = KINDS[spec.kind]
+    for variant in spec.variants:
+        for case in kind.battery(variant):
+            for dtype in kind.dtypes(variant):
+                gate.reason = f"while running case {case.id} in {str(dtype).removeprefix('torch.')}"
+                ctx = unit.CaseContext(kind, spec, case, dtype, session.ask, cache)
+                gate.cases.append(unit.check_case(ctx).as_dict())
+    failed = [c for c in gate.cases if not c["passed"]]
+    gate.verdict = "fail" if failed else "pass"
+    gate.reason = (
+        f"{len(failed)} of {len(gate.cases)} cases failed; first: {failed[0]['case']} [{failed[0]['dtype']}]: "
+        f"{failed[0]['failures'][0]}" if failed else f"{len(gate.cases)} cases passed"
+    )
+
+
+GATE_FUNCTIONS: dict[str, GateFn] = {"unit": unit_gate}
+
+
+def judge_module(source: ModuleSource, options: RunOptions, cache: unit.ReferenceCache) -> ModuleResult:
+    """One module through every requested gate, each gate in a fresh contestant process."""
+    start = time.perf_counter()
+    result = ModuleResult(name=source.name, source=source.where)
+    for gate_name in options.gates:
+        gate = GateResult(gate=gate_name, verdict="error")
+        result.gates.append(gate)
+        gate_start = time.perf_counter()
+        try:
+            with Contestant(options.limits, source.name) as contestant:
+                session = Session(contestant)
+                spec = session.load(source)
+                _describe(result, spec)
+                GATE_FUNCTIONS[gate_name](spec, session, cache, gate)
+        except LoadFailed as exc:
+            gate.verdict, gate.reason = "error", f"could not load {source.where}: {exc}"
+        except ContestantDied as died:
+            gate.verdict, gate.reason = died.verdict, f"{died.reason} ({gate.reason})" if gate.reason else died.reason
+        gate.seconds = time.perf_counter() - gate_start
+        if gate.verdict in ("error", "timeout", "crash", "oom") and not gate.cases:
+            break  # the module cannot even start; later gates would only repeat the same failure
+    result.verdict, result.reason = overall(result.gates)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _describe(result: ModuleResult, spec: ModuleSpec) -> None:
+    result.kind, result.variants, result.exact = spec.kind, list(spec.variants), spec.exact
+    result.bound = spec.bound.as_dict() if spec.bound else None
+    result.source = spec.source
+
+
+def duplicate_results(sources: list[ModuleSource]) -> tuple[list[ModuleSource], list[ModuleResult]]:
+    """Split off sources whose names collide: each gets an error verdict naming all claimants."""
+    duplicates = duplicate_names(sources)
+    results = []
+    for name, group in duplicates.items():
+        where = " and ".join(s.where for s in group)
+        for source in group:
+            results.append(ModuleResult(
+                name=name, source=source.where, verdict="error",
+                reason=f"module name {name!r} is registered more than once ({where}). Expected each name once. "
+                "Fix: rename one of the files (and its class) to a unique name.",
+            ))
+    return [s for s in sources if s.name not in duplicates], results
+
+
+def judge_all(
+    sources: list[ModuleSource],
+    options: RunOptions,
+    on_result: Callable[[ModuleResult], None],
+) -> list[ModuleResult]:
+    """Every source in order; `on_result` sees each module's result as soon as it is known."""
+    cache = unit.ReferenceCache(options.seed)
+    runnable, results = duplicate_results(sources)
+    for result in results:
+        on_result(result)
+    for source in runnable:
+        result = judge_module(source, options, cache)
+        results.append(result)
+        on_result(result)
+    return results

@@ -1,0 +1,303 @@
+"""The contestant process as the judge holds it: spawn, limits, request/reply with deadlines, kill.
+
+The child runs `python -m harness.worker` in a fresh interpreter (never a fork of the judge), in its own
+session, with a scrubbed environment and a private pair of pipes. The judge enforces a wall-clock
+deadline and a resident-memory cap on the child's whole process tree, and kills the tree on exit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.protocol import HEADER, MAX_FRAME, ContestantDied, ProtocolError, decode, encode
+
+POLL_S = 0.1
+PAGE = os.sysconf("SC_PAGE_SIZE")
+# Environment the child inherits; everything else (tokens, credentials, CI secrets) is dropped.
+KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH")
+# Pinned allocator behaviour: without it, large-tensor speed swings several-fold between processes
+# (see MEASUREMENT.md); one thread per library keeps workers comparable.
+WORKER_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "1073741824",
+    "MALLOC_TRIM_THRESHOLD_": "4294967296",
+    "MALLOC_TOP_PAD_": "67108864",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",
+}
+_SIGNAL_VERDICTS = {signal.SIGSEGV: "crash", signal.SIGABRT: "crash", signal.SIGBUS: "crash", signal.SIGFPE: "crash",
+                    signal.SIGILL: "crash"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-module resource limits for one contestant process."""
+
+    timeout_s: float = 180.0  # wall clock for everything one module does in one gate
+    memory_mb: int = 4096  # address-space cap inside the child and resident-memory cap on its process tree
+    threads: int = 1  # torch threads in the child
+    device: str = "cpu"  # where the child runs the module: cpu or cuda
+
+
+def scrubbed_env(home: str) -> dict[str, str]:
+    env = {key: os.environ[key] for key in KEEP_ENV if key in os.environ}
+    env.update(WORKER_ENV)
+    env["HOME"] = home
+    env["TMPDIR"] = home
+    return env
+
+
+_subreaper_lock = threading.Lock()
+_subreaper_on = False
+
+
+def _become_subreaper() -> None:
+    """Orphaned grandchildren of a contestant re-parent to the judge, so none can outlive the run."""
+    global _subreaper_on
+    with _subreaper_lock:
+        if _subreaper_on or not sys.platform.startswith("linux"):
+            return
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_child_subreaper = 36
+        libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+        _subreaper_on = True
+
+
+@dataclass(frozen=True)
+class Proc:
+    """What the judge needs to know about one process from /proc/<pid>/stat."""
+
+    ppid: int
+    sid: int
+    rss_pages: int
+    zombie: bool
+
+
+def _proc_table() -> dict[int, Proc]:
+    """Every process we can see, by pid."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read().decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        table[int(entry)] = Proc(int(fields[1]), int(fields[3]), int(fields[21]), fields[0] == "Z")
+    return table
+
+
+_live_contestants: set[int] = set()  # roots of running contestants; never treated as someone's orphan
+
+
+def _tree(root: int, table: dict[int, Proc], known: set[int]) -> set[int]:
+    """The root, its descendants, its session members, and earlier members still alive."""
+    members = {root} | {pid for pid, p in table.items() if p.sid == root} | (known & set(table))
+    grew = True
+    while grew:
+        extra = {pid for pid, p in table.items() if p.ppid in members and pid not in members}
+        members |= extra
+        grew = bool(extra)
+    return {pid for pid in members if pid in table and not table[pid].zombie} | {root}
+
+
+def _orphans(table: dict[int, Proc]) -> set[int]:
+    """Processes a contestant left behind: re-parented to the judge (a subreaper) in a session of their own."""
+    me, my_sid = os.getpid(), os.getsid(0)
+    return {pid for pid, p in table.items() if p.ppid == me and p.sid != my_sid and pid not in _live_contestants}
+
+
+class Contestant:
+    """One untrusted child process; use as a context manager so the tree is always killed."""
+
+    def __init__(self, limits: Limits, label: str) -> None:
+        self.limits = limits
+        self.label = label
+        self.deadline = time.monotonic() + limits.timeout_s
+        self._home = tempfile.TemporaryDirectory(prefix="harness-contestant-")
+        self._log_path = Path(self._home.name) / "output.log"
+        self._members: set[int] = set()
+        self._killed_for: str | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Contestant:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        _become_subreaper()
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        cmd = [sys.executable, "-m", "harness.worker", "--in-fd", str(to_child_r), "--out-fd", str(from_child_w),
+               "--memory-mb", str(self.limits.memory_mb), "--threads", str(self.limits.threads),
+               "--device", self.limits.device]
+        with open(self._log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(to_child_r, from_child_w),
+                start_new_session=True, env=scrubbed_env(self._home.name), cwd=self._home.name, close_fds=True,
+            )
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._send_fd, self._recv_fd = to_child_w, from_child_r
+        os.set_blocking(self._send_fd, False)
+        self._members = {self.proc.pid}
+        _live_contestants.add(self.proc.pid)
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send one message and wait for the reply, within the module's deadline and memory cap."""
+        try:
+            self._write(encode(message))
+            header = self._read(HEADER.size)
+            (size,) = HEADER.unpack(header)
+            if size > MAX_FRAME:
+                raise ProtocolError(f"reply of {size} bytes is larger than the {MAX_FRAME}-byte limit")
+            return decode(self._read(size))
+        except ProtocolError as exc:
+            self.kill()
+            raise ContestantDied("error", f"the contestant broke the protocol: {exc}") from None
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            self._watch()
+            _, ready, _ = select.select([], [self._send_fd], [], POLL_S)
+            if ready:
+                try:
+                    view = view[os.write(self._send_fd, view[: 1 << 20]):]
+                except BrokenPipeError:
+                    self._died()
+
+    def _read(self, size: int) -> bytes:
+        chunks, remaining = [], size
+        while remaining:
+            self._watch()
+            ready, _, _ = select.select([self._recv_fd], [], [], POLL_S)
+            if ready:
+                chunk = os.read(self._recv_fd, min(remaining, 1 << 22))
+                if not chunk:
+                    self._died()
+                chunks.append(chunk)
+                remaining -= len(chunk)
+        return b"".join(chunks)
+
+    def _watch(self) -> None:
+        """Enforce the deadline and the memory cap; raise ContestantDied when either is crossed."""
+        assert self.proc is not None
+        if time.monotonic() > self.deadline:
+            self._killed_for = "timeout"
+            self.kill()
+            raise ContestantDied("timeout", f"no answer within the {self.limits.timeout_s:g} s limit; {self.tail()}")
+        table = _proc_table()
+        self._members = _tree(self.proc.pid, table, self._members)
+        resident = sum(table[pid].rss_pages for pid in self._members if pid in table) * PAGE
+        if resident > self.limits.memory_mb * 1024 * 1024:
+            self._killed_for = "oom"
+            self.kill()
+            raise ContestantDied(
+                "oom", f"resident memory {resident >> 20} MiB passed the {self.limits.memory_mb} MiB cap; {self.tail()}"
+            )
+
+    def _died(self) -> None:
+        """The pipe closed: find out how the child ended and raise the matching verdict."""
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise ContestantDied("crash", f"the contestant closed its reply pipe; {self.tail()}") from None
+        self.kill()
+        if code < 0:
+            sig = signal.Signals(-code)
+            verdict = _SIGNAL_VERDICTS.get(sig, "crash")
+            raise ContestantDied(verdict, f"killed by {sig.name} before answering; {self.tail()}")
+        raise ContestantDied("crash", f"exited with code {code} before answering; {self.tail()}")
+
+    def tail(self, lines: int = 12) -> str:
+        """The last lines the child printed, for error messages."""
+        try:
+            text = self._log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no output"
+        return "last output: " + (" | ".join(text[-lines:]) if text else "(none)")
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    def kill(self) -> None:
+        """Kill the child, its session, every descendant we have seen and any orphan it left; reap them."""
+        if self.proc is None:
+            return
+        _live_contestants.discard(self.proc.pid)
+        for _ in range(5):
+            table = _proc_table()
+            targets = _tree(self.proc.pid, table, self._members) | _orphans(table)
+            self._members |= targets
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            for pid in targets:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            self.proc.wait()
+            time.sleep(0.01)
+            self._reap()
+            table = _proc_table()
+            alive = {pid for pid in self._members | _orphans(table) if pid in table and not table[pid].zombie}
+            if not alive - {self.proc.pid}:
+                break
+
+    def _reap(self) -> None:
+        """Collect the exit status of every killed process that became the judge's child."""
+        table = _proc_table()
+        for pid in self._members | _orphans(table):
+            if self.proc is not None and pid == self.proc.pid:
+                continue
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+    def close(self) -> None:
+        """Ask the child to exit, then make sure nothing of it is left."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.set_blocking(self._send_fd, True)
+                os.write(self._send_fd, encode({"op": "exit"}))
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        for fd in (self._send_fd, self._recv_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._home.cleanup()
+        self.proc = None

@@ -1,0 +1,116 @@
+"""Contestant process entry point: `python -m harness.worker --in-fd R --out-fd W --memory-mb M`.
+
+Started by the judge (harness.judge.sandbox) in a fresh interpreter, its own session and a scrubbed
+environment. It imports the untrusted module, runs the calls the judge sends, and answers on a private
+pipe; the module's own prints go to a log the judge reads only for error messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import traceback
+from typing import Any, BinaryIO
+
+MEMORY_ERRORS = ("not enough memory", "can't allocate memory", "cannot allocate memory", "out of memory")
+
+
+def _limit_memory(memory_mb: int) -> None:
+    """Cap the address space so a runaway allocation fails fast inside the child."""
+    cap = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or any(m in str(exc).lower() for m in MEMORY_ERRORS)
+
+
+def _failure(exc: BaseException) -> dict[str, Any]:
+    lines = traceback.format_exception(exc)
+    return {
+        "status": "oom" if _is_oom(exc) else "raised",
+        "message": f"{type(exc).__name__}: {str(exc)[:2000]}",
+        "traceback": "".join(lines[-6:])[-4000:],
+    }
+
+
+class Worker:
+    """Holds the loaded module and answers the judge's requests one at a time."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.instance: object | None = None
+
+    def handle(self, message: dict[str, Any]) -> dict[str, Any]:
+        op = message.get("op")
+        if op == "load":
+            return self._load(message)
+        if op == "call":
+            if self.instance is None:
+                return {"status": "raised", "message": "no module loaded"}
+            from harness.worker.execute import execute
+
+            return execute(self.instance, message, device=self.device)
+        return {"status": "raised", "message": f"unknown op {op!r}"}
+
+    def _load(self, message: dict[str, Any]) -> dict[str, Any]:
+        from pathlib import Path
+
+        from harness.registry import ModuleSource, load
+
+        src = message["source"]
+        source = ModuleSource(
+            name=src["name"],
+            kind=src.get("kind"),
+            path=Path(src["path"]) if src.get("path") else None,
+            entry_point=src.get("entry_point"),
+            distribution=src.get("distribution"),
+        )
+        spec, cls = load(source)
+        if message.get("instantiate", True):
+            self.instance = cls()
+        return {"status": "ok", "spec": spec.as_dict()}
+
+
+def serve(inbox: BinaryIO, outbox: BinaryIO, device: str) -> None:
+    from harness.protocol import read_frame, write_frame
+
+    worker = Worker(device)
+    while True:
+        message = read_frame(inbox)
+        if message is None or message.get("op") == "exit":
+            return
+        try:
+            reply = worker.handle(message)
+        except Exception as exc:  # noqa: BLE001 - anything the module raises is reported, not fatal
+            reply = _failure(exc)
+        write_frame(outbox, reply)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m harness.worker")
+    parser.add_argument("--in-fd", type=int, required=True)
+    parser.add_argument("--out-fd", type=int, required=True)
+    parser.add_argument("--memory-mb", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    if args.device == "cpu":
+        # CUDA contexts reserve far more address space than they use, so the cap applies on CPU only;
+        # the judge's resident-memory watchdog covers both.
+        _limit_memory(args.memory_mb)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    inbox = os.fdopen(args.in_fd, "rb")
+    outbox = os.fdopen(args.out_fd, "wb")
+    serve(inbox, outbox, args.device)
+    outbox.close()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

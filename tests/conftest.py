@@ -1,0 +1,41 @@
+"""Shared test helpers: the repository layout and running the `harness` command as a user would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+BROKEN = FIXTURES / "broken_modules"
+
+
+def run_harness(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """`harness ARGS...` in a fresh process, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
+
+
+def worker_processes() -> list[int]:
+    """Pids of every contestant process (python -m harness.worker) alive on the machine."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"harness.worker" in cmdline and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
