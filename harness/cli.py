@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import sys
 import time
@@ -16,10 +17,19 @@ from harness.judge.runner import GATES, RunOptions, judge_all
 from harness.judge.sandbox import Limits
 from harness.kinds import KINDS
 from harness.registry import ModuleSource, module_sources
-from harness.terminal import print_list, print_verdicts
 from harness.results.document import ResultsDocument
 from harness.results.fingerprint import fingerprint
 from harness.scaffold import ScaffoldError, scaffold
+from harness.terminal import print_list, print_verdicts
+
+SEED_SECRET = "secret: drawn by the judge at start from os.urandom, disclosed here after the run"
+SEED_FIXED = "fixed by --seed"
+
+
+def checked_dtypes() -> list[str]:
+    """Every dtype some kind's unit gate checks on this machine."""
+    names = {str(d).removeprefix("torch.") for k in KINDS.values() for v in k.variants for d in k.dtypes(v)}
+    return sorted(names)
 
 
 class UsageError(Exception):
@@ -72,6 +82,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="write DIR/results.json (and DIR/modules/*.json)")
     parser.add_argument("--seed", type=int, default=None, help="fix the input seed (default: a secret random seed)")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="modules judged at once (default: 2 on machines with 2+ cores)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,10 +151,14 @@ def cmd_judge(args: argparse.Namespace) -> int:
         sources = [s for s in sources if s.name in set(args.names)]
     limits = _limits(args)
     seed = args.seed if args.seed is not None else secrets.randbits(63)
-    options = RunOptions(gates=gates, limits=limits, seed=seed)
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    if args.seed is not None and args.seed < 0:
+        raise UsageError("--seed must be a non-negative integer")
+    options = RunOptions(gates=gates, limits=limits, seed=seed, jobs=args.jobs)
     env = fingerprint(
-        device=args.device, threads=limits.threads, dtypes=["float32", "bfloat16", "float16"], seed=seed,
-        seed_policy="fixed by --seed" if args.seed is not None else "secret: drawn by the judge at start, disclosed here",
+        device=args.device, threads=limits.threads, dtypes=checked_dtypes(), seed=seed,
+        seed_policy=SEED_FIXED if args.seed is not None else SEED_SECRET,
     )
     config = {"gates": list(gates), "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb,
               "device": args.device, "modules_dir": str(args.modules_dir or default_modules_dir())}

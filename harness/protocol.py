@@ -32,7 +32,7 @@ def encode(message: dict[str, Any]) -> bytes:
 def decode(payload: bytes) -> dict[str, Any]:
     try:
         message = torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - any decoding failure is the sender's fault
+    except Exception as exc:
         raise ProtocolError(f"undecodable frame ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(message, dict):
         raise ProtocolError(f"expected a dict frame, found {type(message).__name__}")

@@ -10,7 +10,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -182,7 +182,7 @@ def _check_name(where: str, name: str, class_name: str) -> None:
         )
 
 
-def _check_methods(where: str, cls: type, methods: dict[str, tuple[str, ...]] | object) -> None:
+def _check_methods(where: str, cls: type, methods: Mapping[str, tuple[str, ...]]) -> None:
     try:
         inspect.signature(cls).bind()
     except (TypeError, ValueError) as exc:
@@ -190,7 +190,7 @@ def _check_methods(where: str, cls: type, methods: dict[str, tuple[str, ...]] | 
             f"{where}: the harness builds modules with no arguments, but {cls.__name__}() fails: {exc}. "
             "Fix: give every __init__ parameter a default."
         ) from None
-    for method, params in methods.items():  # type: ignore[attr-defined]
+    for method, params in methods.items():
         func = inspect.getattr_static(cls, method, None)
         if func is None or not callable(getattr(cls, method, None)):
             raise RegistrationError(

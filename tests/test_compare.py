@@ -55,7 +55,7 @@ def test_nan_is_infinite_error() -> None:
 
 
 def test_approximate_bound_cannot_be_met_by_garbage() -> None:
-    x, reference, oracle = softmax_case(torch.float32)
+    _, reference, oracle = softmax_case(torch.float32)
     uniform = torch.full_like(reference, 1.0 / reference.shape[-1])
     verdict = compare_approximate("out", uniform, reference, oracle, ErrorBound(min_cosine=0.99, min_sqnr_db=20))
     assert not verdict.passed and "cosine" in verdict.message and "SQNR" in verdict.message

@@ -21,7 +21,7 @@ SOURCE = "/somewhere/modules/norm/my_norm.py"
 
 
 class MyNorm:
-    def forward(self, x, weight, bias, eps):  # noqa: ANN001, ANN201 - contributor-style signature
+    def forward(self, x, weight, bias, eps):
         return x
 
 
@@ -69,7 +69,7 @@ def test_missing_method_and_wrong_signature() -> None:
         pass
 
     class MyNormB:
-        def forward(self, x):  # noqa: ANN001, ANN201
+        def forward(self, x):
             return x
 
     with pytest.raises(RegistrationError, match=r"missing method forward\(x, weight, bias, eps\)"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +39,8 @@ class ErrorStats:
 
 def sqnr_db(signal: torch.Tensor, noisy: torch.Tensor) -> float:
     """Signal-to-quantization-noise ratio in dB; +inf when identical."""
+    if not bool(torch.isfinite(noisy).all()):
+        return -math.inf
     s, n = signal.double(), noisy.double() - signal.double()
     noise = float((n * n).sum())
     power = float((s * s).sum())
@@ -50,27 +53,48 @@ def sqnr_db(signal: torch.Tensor, noisy: torch.Tensor) -> float:
 
 def error_stats(candidate: torch.Tensor, oracle: torch.Tensor) -> ErrorStats:
     """Error statistics of `candidate` against `oracle`; non-finite candidate values count as infinite error."""
-    got, want = candidate.double(), oracle.double()
-    diff = (got - want).abs()
-    diff = torch.where(torch.isnan(diff) | torch.isinf(got), torch.full_like(diff, math.inf), diff)
-    if diff.numel() == 0:
+    got, want = candidate.detach().double().flatten(), oracle.detach().double().flatten()
+    if got.numel() == 0:
         return ErrorStats(0.0, 0.0, 1.0, math.inf, (), 0.0, 0.0, 0.0)
-    flat = int(torch.argmax(torch.nan_to_num(diff, posinf=1e308)))
-    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), diff.shape))
-    finite = bool(torch.isfinite(got).all())
-    cosine = float(torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0)) if finite else -1.0
-    if finite and float(got.norm()) == 0.0 and float(want.norm()) == 0.0:
-        cosine = 1.0
+    delta = got - want
+    diff = delta.abs()
+    bad = ~torch.isfinite(got)
+    finite = not bool(bad.any())
+    if not finite:
+        diff = torch.where(bad | torch.isnan(diff), torch.full_like(diff, math.inf), diff)
+    flat = int(torch.argmax(diff))
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), candidate.shape))
+    cosine, sqnr = -1.0, -math.inf
+    if finite:
+        gg, ww = float(torch.dot(got, got)), float(torch.dot(want, want))
+        noise = float(torch.dot(delta, delta))
+        cosine = float(torch.dot(got, want)) / math.sqrt(gg * ww) if gg > 0 and ww > 0 else float(gg == ww)
+        sqnr = math.inf if noise == 0 else (10.0 * math.log10(ww / noise) if ww > 0 else -math.inf)
     return ErrorStats(
-        max_abs=float(diff.max()),
+        max_abs=float(diff[flat]),
         mean_abs=float(diff.mean()),
         cosine=cosine,
-        sqnr_db=sqnr_db(want, got) if finite else -math.inf,
+        sqnr_db=sqnr,
         worst_index=index,
-        expected=float(want.flatten()[flat]),
-        got=float(got.flatten()[flat]),
-        scale=float(want.abs().max()) if want.numel() else 0.0,
+        expected=float(want[flat]),
+        got=float(got[flat]),
+        scale=float(want.abs().max()),
     )
+
+
+_reference_stats: dict[tuple[int, int], tuple[weakref.ref[torch.Tensor], ErrorStats]] = {}
+
+
+def reference_stats(reference: torch.Tensor, oracle: torch.Tensor) -> ErrorStats:
+    """error_stats of the same-dtype reference, remembered per (reference, oracle) pair while both live."""
+    key = (id(reference), id(oracle))
+    cached = _reference_stats.get(key)
+    if cached is not None and cached[0]() is reference:
+        return cached[1]
+    stats = error_stats(reference, oracle)
+    _reference_stats[key] = (weakref.ref(reference), stats)
+    weakref.finalize(reference, _reference_stats.pop, key, None)
+    return stats
 
 
 @dataclass(frozen=True)
@@ -100,12 +124,19 @@ def compare_exact(
     oracle: torch.Tensor,
     dtype: torch.dtype,
     policy: TolerancePolicy,
+    floor_scale: float | None = None,
 ) -> Verdict:
-    """Candidate error <= policy multiple of the same-dtype reference error, plus the policy floor."""
+    """Candidate error <= policy multiple of the same-dtype reference error, plus the policy floor.
+
+    The floor is `policy.floor_eps` eps of max|oracle|, or of `floor_scale` when the kind supplies a larger
+    one (the sum of |terms| where the value cancels).
+    """
     cand = error_stats(candidate, oracle)
-    ref = error_stats(reference, oracle)
-    tol = policy.bound(ref.max_abs, cand.scale, dtype)
-    metrics = {**cand.metrics(name), f"{name}.ref_max_abs_err": ref.max_abs, f"{name}.tolerance": tol}
+    ref = reference_stats(reference, oracle)
+    scale = max(cand.scale, floor_scale or 0.0)
+    tol = policy.bound(ref.max_abs, scale, dtype)
+    metrics = {**cand.metrics(name), f"{name}.ref_max_abs_err": ref.max_abs, f"{name}.tolerance": tol,
+               f"{name}.floor_scale": scale}
     if not bool(torch.isfinite(candidate).all()) and bool(torch.isfinite(oracle).all()):
         count = int((~torch.isfinite(candidate)).sum())
         return Verdict(False, f"{name}: {count} non-finite values where the oracle is finite; {cand.worst()}", metrics)
@@ -114,7 +145,7 @@ def compare_exact(
             False,
             f"{name}: max abs error {cand.max_abs:.3g} exceeds tolerance {tol:.3g} "
             f"({policy.multiplier:g} x reference error {ref.max_abs:.3g} in {_short(dtype)} "
-            f"+ {policy.floor_eps:g} eps x {cand.scale:.3g}); {cand.worst()}",
+            f"+ {policy.floor_eps:g} eps x scale {scale:.3g}); {cand.worst()}",
             metrics,
         )
     return Verdict(True, "", metrics)
@@ -131,7 +162,7 @@ def compare_approximate(
 ) -> Verdict:
     """Each field of the declared bound, widened only by the reference's own error in the same dtype."""
     cand = error_stats(candidate, oracle)
-    ref = error_stats(reference, oracle)
+    ref = reference_stats(reference, oracle)
     metrics = cand.metrics(name)
     problems = []
     if not bool(torch.isfinite(candidate).all()) and bool(torch.isfinite(oracle).all()):

@@ -7,6 +7,7 @@ reference output.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ class Expected:
     reference_grads: dict[str, torch.Tensor | None]
     oracle_out: torch.Tensor
     oracle_grads: dict[str, torch.Tensor | None]
+    floor_scales: dict[str, float]  # Kind.floor_scales of this case: tensor name -> scale of its eps floor
 
 
 class ReferenceCache:
@@ -68,11 +70,17 @@ class ReferenceCache:
     def __init__(self, run_seed: int) -> None:
         self.run_seed = run_seed
         self._items: dict[tuple[str, str, str], Expected] = {}
+        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
 
     def expected(self, kind: Kind, case: Case, dtype: torch.dtype) -> Expected:
+        """Computed by the first module that needs it; modules judged in parallel wait instead of recomputing."""
         key = (kind.name, case.id, str(dtype))
-        if key not in self._items:
-            self._items[key] = self._compute(kind, case, dtype)
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._items:
+                self._items[key] = self._compute(kind, case, dtype)
         return self._items[key]
 
     def _compute(self, kind: Kind, case: Case, dtype: torch.dtype) -> Expected:
@@ -84,7 +92,8 @@ class ReferenceCache:
         )
         wide = {k: v.double() if _is_float(v) else v for k, v in inputs.items()}
         oracle_out, oracle_grads, _ = run_reference(kind, case.variant, wide, names, lambda out: grad_out.double())
-        return Expected(inputs, grad_out, ref_out, ref_grads, oracle_out, oracle_grads)
+        scales = kind.floor_scales(case, dtype, inputs, grad_out)
+        return Expected(inputs, grad_out, ref_out, ref_grads, oracle_out, oracle_grads, scales)
 
 
 def _is_float(value: object) -> bool:
@@ -109,7 +118,7 @@ def run_reference(
         out = kind.reference(variant, args)
         grad_out = make_grad_out(out.detach())
         if grad_names:
-            out.backward(grad_out)
+            out.backward(grad_out)  # type: ignore[no-untyped-call]
     return out.detach(), {name: args[name].grad for name in grad_names}, grad_out
 
 
@@ -135,7 +144,7 @@ def check_case(ctx: CaseContext) -> CaseResult:
     try:
         result = ctx.kind.unit_case(ctx) or function_case(ctx)
     except CandidateRaised as exc:
-        result = CaseResult(ctx.case.id, _dtype_name(ctx.dtype), False, [f"module raised: {exc}"])
+        result = CaseResult(ctx.case.id, _dtype_name(ctx.dtype), False, failures=[f"module raised: {exc}"])
     result.sizes = dict(ctx.case.sizes)
     result.seconds = time.perf_counter() - start
     return result
@@ -150,7 +159,7 @@ def function_case(ctx: CaseContext) -> CaseResult:
     failures: list[str] = []
     metrics: dict[str, float] = {}
     failures += call_hygiene(exp.inputs, reply)
-    judge_tensor(ctx, "output", reply.out, exp.reference_out, exp.oracle_out, failures, metrics)
+    judge_tensor(ctx, "output", reply.out, exp.reference_out, exp.oracle_out, failures, metrics, exp.floor_scales)
     if reply.out_repeat is not None and type(reply.out) is torch.Tensor and not _same(reply.out, reply.out_repeat):
         failures.append("output: two calls with the same inputs gave different results")
     for name in names:
@@ -160,8 +169,8 @@ def function_case(ctx: CaseContext) -> CaseResult:
             continue
         ref, oracle = exp.reference_grads[name], exp.oracle_grads[name]
         assert ref is not None and oracle is not None
-        judge_tensor(ctx, f"grad[{name}]", got, ref, oracle, failures, metrics)
-    return CaseResult(case.id, _dtype_name(dtype), not failures, failures, metrics)
+        judge_tensor(ctx, f"grad[{name}]", got, ref, oracle, failures, metrics, exp.floor_scales)
+    return CaseResult(case.id, _dtype_name(dtype), not failures, failures=failures, metrics=metrics)
 
 
 def judge_tensor(
@@ -172,6 +181,7 @@ def judge_tensor(
     oracle: torch.Tensor,
     failures: list[str],
     metrics: dict[str, float],
+    floor_scales: dict[str, float] | None = None,
 ) -> None:
     """Structure, then accuracy: exact modules by the tolerance policy, approximate ones by their bound."""
     problem = compare.structure(name, got, reference.shape, reference.dtype)
@@ -180,7 +190,8 @@ def judge_tensor(
         return
     assert isinstance(got, torch.Tensor)
     if ctx.spec.exact or ctx.spec.bound is None:
-        verdict = compare.compare_exact(name, got, reference, oracle, ctx.dtype, ctx.kind.tolerance)
+        floor_scale = (floor_scales or {}).get(name)
+        verdict = compare.compare_exact(name, got, reference, oracle, ctx.dtype, ctx.kind.tolerance, floor_scale)
     else:
         verdict = compare.compare_approximate(name, got, reference, oracle, ctx.spec.bound)
     metrics.update(verdict.metrics)
@@ -208,7 +219,9 @@ def _same(a: object, b: object) -> bool:
         return False
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
-    return bool(torch.equal(a, b)) or bool(torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()))
+    if torch.equal(a, b):
+        return True
+    return bool(torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()))
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -6,10 +6,14 @@ module's verdict, its finished cases are kept, and the judge moves on to the nex
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 from harness.contract import ModuleSpec
 from harness.gates import unit
@@ -31,8 +35,9 @@ class RunOptions:
     """What the judge runs and under which limits."""
 
     gates: tuple[str, ...] = GATES  # gates in the order they run
-    limits: Limits = Limits()  # per-module process limits
+    limits: Limits = field(default_factory=Limits)  # per-module process limits
     seed: int = 0  # the run's secret seed (drawn by the CLI, disclosed in the results afterwards)
+    jobs: int = 1  # modules judged at once, each in its own contestant process
 
 
 class Session:
@@ -167,13 +172,29 @@ def judge_all(
     options: RunOptions,
     on_result: Callable[[ModuleResult], None],
 ) -> list[ModuleResult]:
-    """Every source in order; `on_result` sees each module's result as soon as it is known."""
+    """Every source, `options.jobs` at a time; `on_result` sees each result as soon as it is known.
+
+    Results come back in source order whatever order they finish in.
+    """
     cache = unit.ReferenceCache(options.seed)
-    runnable, results = duplicate_results(sources)
-    for result in results:
-        on_result(result)
-    for source in runnable:
-        result = judge_module(source, options, cache)
-        results.append(result)
-        on_result(result)
-    return results
+    runnable, early = duplicate_results(sources)
+    lock = threading.Lock()
+
+    def report(result: ModuleResult) -> ModuleResult:
+        with lock:
+            on_result(result)
+        return result
+
+    for result in early:
+        report(result)
+    # One intra-op thread for the judge's own tensor work: its threads and the contestants share the cores,
+    # and OpenMP workers spinning against a busy core make small ops 10-80x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+            judged = list(pool.map(lambda source: report(judge_module(source, options, cache)), runnable))
+    finally:
+        torch.set_num_threads(threads)
+    order = {s.name: i for i, s in enumerate(sources)}
+    return sorted(early + judged, key=lambda r: order.get(r.name, 0))

@@ -151,8 +151,9 @@ class Contestant:
                "--device", self.limits.device]
         with open(self._log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(to_child_r, from_child_w),
-                start_new_session=True, env=scrubbed_env(self._home.name), cwd=self._home.name, close_fds=True,
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                pass_fds=(to_child_r, from_child_w), start_new_session=True, close_fds=True,
+                env=scrubbed_env(self._home.name), cwd=self._home.name,
             )
         os.close(to_child_r)
         os.close(from_child_w)

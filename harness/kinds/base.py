@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -75,8 +76,9 @@ class Kind(ABC):
     tolerance: ClassVar[TolerancePolicy] = TolerancePolicy()
 
     def dtypes(self, variant: str) -> tuple[torch.dtype, ...]:
-        """Dtypes the unit gate checks; float16 joins when this CPU computes it."""
-        return (torch.float32, torch.bfloat16, torch.float16)
+        """Dtypes the unit gate checks; float16 joins when this machine computes it."""
+        common = (torch.float32, torch.bfloat16)
+        return (*common, torch.float16) if float16_supported() else common
 
     @abstractmethod
     def battery(self, variant: str) -> list[Case]:
@@ -102,9 +104,30 @@ class Kind(ABC):
     def bytes_moved(self, case: Case, dtype: torch.dtype) -> int:
         """Minimum bytes one forward call reads and writes on `case` (each term commented in the kind)."""
 
+    def floor_scales(
+        self, case: Case, dtype: torch.dtype, inputs: CallArgs, grad_out: torch.Tensor
+    ) -> dict[str, float]:
+        """Per judged tensor ("output", "grad[x]"), the magnitude its rounding error scales with.
+
+        The tolerance floor is `floor_eps` eps of this scale. By default (an empty dict) it is max|oracle|;
+        a kind overrides it where cancellation makes the value understate the sum of |terms| behind it.
+        """
+        return {}
+
     def unit_case(self, ctx: CaseContext) -> CaseResult | None:
         """Judge one case in a kind-specific way; None means the standard forward/backward check applies."""
         return None
+
+
+@functools.cache
+def float16_supported() -> bool:
+    """Whether this build's CPU kernels cover the float16 ops the references use (matmul, softmax, erf)."""
+    try:
+        x = torch.ones(4, 4, dtype=torch.float16)
+        (torch.softmax(x @ x, dim=-1) + torch.erf(x) + torch.rsqrt(x)).sum().item()
+    except (RuntimeError, NotImplementedError):
+        return False
+    return True
 
 
 def case_seed(run_seed: int, case_id: str, dtype: torch.dtype, salt: str = "") -> int:

@@ -85,7 +85,7 @@ def serve(inbox: BinaryIO, outbox: BinaryIO, device: str) -> None:
             return
         try:
             reply = worker.handle(message)
-        except Exception as exc:  # noqa: BLE001 - anything the module raises is reported, not fatal
+        except Exception as exc:
             reply = _failure(exc)
         write_frame(outbox, reply)
 

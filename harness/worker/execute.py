@@ -80,7 +80,7 @@ def execute(instance: object, message: dict[str, Any], device: str = "cpu") -> d
         if grad_out is not None and grad_inputs:
             if isinstance(out, torch.Tensor) and out.requires_grad and out.shape == grad_out.shape:
                 try:
-                    out.backward(grad_out.to(device=out.device, dtype=out.dtype))
+                    out.backward(grad_out.to(device=out.device, dtype=out.dtype))  # type: ignore[no-untyped-call]
                 except Exception as exc:
                     raise _with_mutations(exc, originals, args) from exc
             grads = {name: None if leaf.grad is None else _detached(leaf.grad) for name, leaf in leaves.items()}
