@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +14,16 @@ FIXTURES = REPO / "tests" / "fixtures"
 BROKEN = FIXTURES / "broken_modules"
 
 
-def run_harness(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """`harness ARGS...` in a fresh process, output captured."""
+def run_harness(*args: str, timeout: float = 900, tmpdir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`harness ARGS...` in a fresh process, output captured; contestants live under `tmpdir` if given."""
+    env = {**os.environ, "TMPDIR": str(tmpdir)} if tmpdir else None
     return subprocess.run(
-        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env
     )
 
 
-def worker_processes() -> list[int]:
-    """Pids of every contestant process (python -m harness.worker) alive on the machine."""
+def worker_processes(under: Path) -> list[int]:
+    """Pids of live contestant processes (and their forks) whose working directory lies under `under`."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -31,7 +33,11 @@ def worker_processes() -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if b"harness.worker" in cmdline and state != "Z":
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if b"harness.worker" in cmdline and state != "Z" and cwd.startswith(str(under)):
             pids.append(int(entry.name))
     return pids
 

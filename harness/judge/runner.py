@@ -73,7 +73,8 @@ class Session:
         message = f"{reply.get('message', 'no message')}{_origin(str(reply.get('traceback', '')))}"
         if reply.get("status") == "oom":
             self.contestant.kill()
-            raise ContestantDied("oom", f"{message}; {self.contestant.tail()}")
+            cap = self.contestant.limits.memory_mb
+            raise ContestantDied("oom", f"an allocation failed at the {cap} MiB memory cap: {message}")
         raise error(message)
 
 
@@ -123,7 +124,7 @@ GATE_FUNCTIONS: dict[str, GateFn] = {"unit": unit_gate}
 def judge_module(source: ModuleSource, options: RunOptions, cache: unit.ReferenceCache) -> ModuleResult:
     """One module through every requested gate, each gate in a fresh contestant process."""
     start = time.perf_counter()
-    result = ModuleResult(name=source.name, source=source.where)
+    result = ModuleResult(name=source.name, source=source.where, kind=source.kind)
     for gate_name in options.gates:
         gate = GateResult(gate=gate_name, verdict="error")
         result.gates.append(gate)
@@ -160,7 +161,7 @@ def duplicate_results(sources: list[ModuleSource]) -> tuple[list[ModuleSource], 
         where = " and ".join(s.where for s in group)
         for source in group:
             results.append(ModuleResult(
-                name=name, source=source.where, verdict="error",
+                name=name, source=source.where, kind=source.kind, verdict="error",
                 reason=f"module name {name!r} is registered more than once ({where}). Expected each name once. "
                 "Fix: rename one of the files (and its class) to a unique name.",
             ))

@@ -30,9 +30,10 @@ def _is_oom(exc: BaseException) -> bool:
 
 def _failure(exc: BaseException) -> dict[str, Any]:
     lines = traceback.format_exception(exc)
+    notes = "".join(f" [{note}]" for note in getattr(exc, "__notes__", []))
     return {
         "status": "oom" if _is_oom(exc) else "raised",
-        "message": f"{type(exc).__name__}: {str(exc)[:2000]}",
+        "message": f"{type(exc).__name__}: {str(exc)[:2000]}{notes}",
         "traceback": "".join(lines[-6:])[-4000:],
     }
 

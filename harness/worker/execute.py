@@ -47,15 +47,11 @@ def _typename(value: Any) -> str:
 
 def _with_mutations(exc: Exception, originals: dict[str, torch.Tensor], args: dict[str, Any]) -> Exception:
     """The module's exception, with a note naming any input it had modified in place before failing."""
-    changed = [
-        name for name, sent in originals.items()
-        if isinstance(args.get(name), torch.Tensor)
-        and not torch.equal(args[name].detach().to("cpu"), sent.to("cpu"))
-    ]
-    if not changed:
-        return exc
-    note = "; ".join(f"input {name!r} was modified in place by the call" for name in changed)
-    return RuntimeError(f"{type(exc).__name__}: {exc} [{note}]")
+    for name, sent in originals.items():
+        value = args.get(name)
+        if isinstance(value, torch.Tensor) and not torch.equal(value.detach().to("cpu"), sent.to("cpu")):
+            exc.add_note(f"input {name!r} was modified in place by the call")
+    return exc
 
 
 def execute(instance: object, message: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
@@ -74,7 +70,7 @@ def execute(instance: object, message: dict[str, Any], device: str = "cpu") -> d
         try:
             out = method(**args)
         except Exception as exc:
-            raise _with_mutations(exc, originals, args) from exc
+            raise _with_mutations(exc, originals, args) from None
         grads: dict[str, Any] = {}
         grad_out = message.get("grad_out")
         if grad_out is not None and grad_inputs:
@@ -82,7 +78,7 @@ def execute(instance: object, message: dict[str, Any], device: str = "cpu") -> d
                 try:
                     out.backward(grad_out.to(device=out.device, dtype=out.dtype))  # type: ignore[no-untyped-call]
                 except Exception as exc:
-                    raise _with_mutations(exc, originals, args) from exc
+                    raise _with_mutations(exc, originals, args) from None
             grads = {name: None if leaf.grad is None else _detached(leaf.grad) for name, leaf in leaves.items()}
     inputs_ranges = {name: _storages(args[name]) for name in originals}
     out_ranges = _storages(out)
