@@ -191,7 +191,8 @@ def judge_tensor(
     assert isinstance(got, torch.Tensor)
     if ctx.spec.exact or ctx.spec.bound is None:
         floor_scale = (floor_scales or {}).get(name)
-        verdict = compare.compare_exact(name, got, reference, oracle, ctx.dtype, ctx.kind.tolerance, floor_scale)
+        policy = ctx.kind.tolerance_for(ctx.case, ctx.dtype)
+        verdict = compare.compare_exact(name, got, reference, oracle, ctx.dtype, policy, floor_scale)
     else:
         verdict = compare.compare_approximate(name, got, reference, oracle, ctx.spec.bound)
     metrics.update(verdict.metrics)

@@ -104,6 +104,10 @@ class Kind(ABC):
     def bytes_moved(self, case: Case, dtype: torch.dtype) -> int:
         """Minimum bytes one forward call reads and writes on `case` (each term commented in the kind)."""
 
+    def tolerance_for(self, case: Case, dtype: torch.dtype) -> TolerancePolicy:
+        """The policy for one (case, dtype); a kind widens it only where it documents a measured reason."""
+        return self.tolerance
+
     def floor_scales(
         self, case: Case, dtype: torch.dtype, inputs: CallArgs, grad_out: torch.Tensor
     ) -> dict[str, float]:
