@@ -21,7 +21,7 @@ def broken_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     sandbox = tmp_path_factory.mktemp("contestants")
     proc = run_harness(
         "run", "--modules-dir", str(BROKEN), "--no-entry-points", "--out", str(out),
-        "--timeout", str(TIMEOUT_S), "--memory-mb", str(MEMORY_MB), "--seed", "7", tmpdir=sandbox,
+        "--timeout", str(TIMEOUT_S), "--memory-mb", str(MEMORY_MB), "--seed", "7", "--gates", "unit", tmpdir=sandbox,
     )
     document = json.loads((out / "results.json").read_text())
     return {

@@ -54,7 +54,7 @@ def test_entry_point_module_is_listed_with_its_distribution(site: Path) -> None:
 
 
 def test_entry_point_module_is_judged(site: Path, tmp_path: Path) -> None:
-    proc = harness_with(site, "check", "ext_silu", "--out", str(tmp_path / "out"))
+    proc = harness_with(site, "check", "ext_silu", "--gates", "unit", "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     document = json.loads((tmp_path / "out" / "results.json").read_text())
     assert document["modules"][0]["source"] == "dist:harness-ext-demo"
@@ -63,6 +63,7 @@ def test_entry_point_module_is_judged(site: Path, tmp_path: Path) -> None:
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; this machine has none")
 def test_check_on_cuda(tmp_path: Path) -> None:
-    proc = harness_with(tmp_path, "check", "silu", "rms_norm_torch", "--device", "cuda", "--out", str(tmp_path))
+    proc = harness_with(tmp_path, "check", "silu", "rms_norm_torch", "--device", "cuda", "--gates", "unit",
+                        "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads((tmp_path / "results.json").read_text())["environment"]["device"].startswith("cuda")

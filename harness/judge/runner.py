@@ -16,14 +16,16 @@ from typing import Any
 import torch
 
 from harness.contract import ModuleSpec
-from harness.gates import unit
+from harness.gates import integration, unit
+from harness.integration.runs import TaskSetup
+from harness.integration.setups import DEFAULT_SETUPS
 from harness.judge.sandbox import Contestant, Limits
 from harness.kinds import KINDS
 from harness.protocol import Call, CandidateRaised, ContestantDied, Reply
 from harness.registry import ModuleSource, duplicate_names
 from harness.results.records import GateResult, ModuleResult, overall
 
-GATES = ("unit",)
+GATES = ("unit", "integration")
 
 
 class LoadFailed(Exception):
@@ -38,6 +40,7 @@ class RunOptions:
     limits: Limits = field(default_factory=Limits)  # per-module process limits
     seed: int = 0  # the run's secret seed (drawn by the CLI, disclosed in the results afterwards)
     jobs: int = 1  # modules judged at once, each in its own contestant process
+    integration_setups: tuple[TaskSetup, ...] = DEFAULT_SETUPS  # tasks, models and training of the integration gate
 
 
 class Session:
@@ -61,6 +64,14 @@ class Session:
             return ModuleSpec.from_dict(reply["spec"])
         self._raise_for(reply, LoadFailed)
         raise LoadFailed(f"{source.where}: unexpected reply to load: {str(reply)[:200]}")
+
+    def send(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Any request; a module exception becomes CandidateRaised."""
+        reply = self.contestant.request(message)
+        if reply.get("status") == "ok":
+            return reply
+        self._raise_for(reply, CandidateRaised)
+        raise CandidateRaised(f"unexpected reply status {reply.get('status')!r}")
 
     def ask(self, call: Call) -> Reply:
         reply = self.contestant.request(call.message())
@@ -98,11 +109,20 @@ def source_message(source: ModuleSource) -> dict[str, Any]:
     }
 
 
-GateFn = Callable[[ModuleSpec, Session, unit.ReferenceCache, GateResult], None]
+class RunContext:
+    """Judge-side state shared by every module of one run: references computed once."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.unit = unit.ReferenceCache(options.seed)
+        self.integration = integration.References(options.seed, options.integration_setups)
 
 
-def unit_gate(spec: ModuleSpec, session: Session, cache: unit.ReferenceCache, gate: GateResult) -> None:
+GateFn = Callable[[ModuleSpec, Session, RunContext, GateResult], None]
+
+
+def unit_gate(spec: ModuleSpec, session: Session, run: RunContext, gate: GateResult) -> None:
     """Run every unit case, appending each result to `gate` as soon as it is known."""
+    cache = run.unit
     kind = KINDS[spec.kind]
     for variant in spec.variants:
         for case in kind.battery(variant):
@@ -110,6 +130,33 @@ def unit_gate(spec: ModuleSpec, session: Session, cache: unit.ReferenceCache, ga
                 gate.reason = f"while running case {case.id} in {str(dtype).removeprefix('torch.')}"
                 ctx = unit.CaseContext(kind, spec, case, dtype, session.ask, cache)
                 gate.cases.append(unit.check_case(ctx).as_dict())
+    _conclude(gate)
+
+
+def integration_gate(spec: ModuleSpec, session: Session, run: RunContext, gate: GateResult) -> None:
+    """Train the model with the module in its slot on each task, beside the judge's reference run."""
+    variants = integration.slot_variants(spec)
+    if spec.kind == "quantization" or variants is None:
+        gate.verdict = "skipped"
+        gate.reason = (
+            "quantization modules are judged in the trained reference model (not yet part of this gate)"
+            if spec.kind == "quantization"
+            else f"no declared variant ({', '.join(spec.variants)}) fits a causal decoder"
+        )
+        return
+    for setup in run.integration.setups:
+        gate.reason = f"while training on {setup.task}"
+        try:
+            reply = session.send(integration.request(spec, setup, run.integration, variants))
+            case = integration.score_task(spec, setup, run.integration, variants, reply)
+        except CandidateRaised as exc:
+            case = {"case": f"integration/{setup.task}", "dtype": "float32", "passed": False, "sizes": {},
+                    "failures": [f"module raised: {exc}"], "metrics": {}, "seconds": 0.0}
+        gate.cases.append(case)
+    _conclude(gate)
+
+
+def _conclude(gate: GateResult) -> None:
     failed = [c for c in gate.cases if not c["passed"]]
     gate.verdict = "fail" if failed else "pass"
     gate.reason = (
@@ -118,23 +165,26 @@ def unit_gate(spec: ModuleSpec, session: Session, cache: unit.ReferenceCache, ga
     )
 
 
-GATE_FUNCTIONS: dict[str, GateFn] = {"unit": unit_gate}
+GATE_FUNCTIONS: dict[str, GateFn] = {"unit": unit_gate, "integration": integration_gate}
 
 
-def judge_module(source: ModuleSource, options: RunOptions, cache: unit.ReferenceCache) -> ModuleResult:
+def judge_module(source: ModuleSource, options: RunOptions, run: RunContext) -> ModuleResult:
     """One module through every requested gate, each gate in a fresh contestant process."""
     start = time.perf_counter()
     result = ModuleResult(name=source.name, source=source.where, kind=source.kind)
     for gate_name in options.gates:
         gate = GateResult(gate=gate_name, verdict="error")
         result.gates.append(gate)
+        if gate_name != "unit" and any(g.gate == "unit" and g.verdict == "fail" for g in result.gates):
+            gate.verdict, gate.reason = "skipped", "the unit gate failed; correctness comes first"
+            continue
         gate_start = time.perf_counter()
         try:
             with Contestant(options.limits, source.name) as contestant:
                 session = Session(contestant)
                 spec = session.load(source)
                 _describe(result, spec)
-                GATE_FUNCTIONS[gate_name](spec, session, cache, gate)
+                GATE_FUNCTIONS[gate_name](spec, session, run, gate)
         except LoadFailed as exc:
             gate.verdict, gate.reason = "error", f"could not load {source.where}: {exc}"
         except ContestantDied as died:
@@ -177,7 +227,7 @@ def judge_all(
 
     Results come back in source order whatever order they finish in.
     """
-    cache = unit.ReferenceCache(options.seed)
+    run = RunContext(options)
     runnable, early = duplicate_results(sources)
     lock = threading.Lock()
 
@@ -194,7 +244,7 @@ def judge_all(
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
-            judged = list(pool.map(lambda source: report(judge_module(source, options, cache)), runnable))
+            judged = list(pool.map(lambda source: report(judge_module(source, options, run)), runnable))
     finally:
         torch.set_num_threads(threads)
     order = {s.name: i for i, s in enumerate(sources)}

@@ -14,7 +14,7 @@ import jsonschema
 
 from harness.results.records import VERDICTS, ModuleResult
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"  # 1.1: integration gate, gate verdict "skipped"
 SCHEMA_ID = "harness/schema/results.schema.json"
 
 

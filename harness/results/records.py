@@ -8,6 +8,7 @@ from typing import Any
 # pass: every check held. fail: the module ran but a check did not hold. error: it could not be loaded or
 # broke the protocol. timeout / crash / oom: the contestant process hung, died, or passed its memory cap.
 VERDICTS = ("pass", "fail", "error", "timeout", "crash", "oom")
+GATE_VERDICTS = (*VERDICTS, "skipped")  # skipped: the gate does not apply to this module (the reason says why)
 
 
 @dataclass
@@ -63,8 +64,8 @@ class ModuleResult:
 
 
 def overall(gates: list[GateResult]) -> tuple[str, str]:
-    """A module's verdict from its gates: the first non-pass gate decides, with its reason."""
+    """A module's verdict from its gates: the first gate that neither passed nor was skipped decides."""
     for gate in gates:
-        if gate.verdict != "pass":
+        if gate.verdict not in ("pass", "skipped"):
             return gate.verdict, f"{gate.gate}: {gate.reason}"
     return "pass", ""

@@ -55,7 +55,26 @@ class Worker:
             from harness.worker.execute import execute
 
             return execute(self.instance, message, device=self.device)
+        if op == "integrate":
+            if self.instance is None:
+                return {"status": "raised", "message": "no module loaded"}
+            return self._integrate(message)
         return {"status": "raised", "message": f"unknown op {op!r}"}
+
+    def _integrate(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Train the integration model with the loaded module in its slot; return raw logits, never scores."""
+        from harness.integration.runs import TaskSetup, run_setup
+        from harness.integration.slots import slots_from_modules
+
+        attention, norm, activation = message["variants"]
+        slots = slots_from_modules(
+            **{message["kind"]: self.instance},
+            attention_variant=attention, norm_variant=norm, activation_variant=activation,
+        )
+        setup = TaskSetup.from_dict(message["setup"])
+        init_batch = (message["init_inputs"], message["init_targets"])
+        out = run_setup(setup, slots, int(message["seed"]), init_batch, list(message["eval_inputs"]))
+        return {"status": "ok", **out.message()}
 
     def _load(self, message: dict[str, Any]) -> dict[str, Any]:
         from pathlib import Path

@@ -1,0 +1,272 @@
+"""Integration gate: the module swapped into a small transformer, trained and evaluated beside the reference.
+
+The reference configuration is trained by the judge itself, once per run and configuration, and shared by
+every candidate. The candidate configuration is trained from the same seed on the same batches inside the
+contestant. The judge sends evaluation inputs only and scores the logits that come back, so the contestant
+never scores itself. Tolerances come from the reference's own seed-to-seed spread, measured by the harness
+and cached on disk per configuration (see `Spread`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import statistics
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import harness
+from harness.contract import ModuleSpec
+from harness.gates.compare import compare_exact
+from harness.integration.runs import RunOutput, TaskSetup, make_task, run_setup
+from harness.integration.setups import DEFAULT_SETUPS, SLIDING_WINDOW, SPREAD_SEEDS, TRAIN_SEED
+from harness.integration.slots import ACTIVATION_VARIANTS, MODEL_ATTENTION_VARIANTS, NORM_VARIANTS, reference_slots
+from harness.integration.tasks import batches
+from harness.integration.train import lm_loss, recall_accuracy
+from harness.kinds.base import TolerancePolicy, case_seed
+
+K_SIGMA = 3.0  # a candidate may differ from the reference by this many seed-to-seed standard deviations
+LOSS_FLOOR = 0.02  # nats: smallest validation-loss tolerance, for configurations whose spread is ~0
+RECALL_FLOOR = 0.03  # smallest recall-accuracy tolerance
+# Logits and gradients at init: 10x the fp32 reference's own error against the fp64 model, plus 64 eps of
+# max|oracle| (a different summation order in a slot changes every downstream rounding).
+INIT_POLICY = TolerancePolicy(multiplier=10.0, floor_eps=64.0)
+CACHE_DIR = Path.home() / ".cache" / "module-harness"
+
+Variants = tuple[str, str, str]  # (attention, norm, activation) variants the model's slots are used as
+BASE: Variants = ("causal", "rms_norm", "swiglu")
+
+
+def slot_variants(spec: ModuleSpec) -> Variants | None:
+    """The model configuration that exercises `spec`, or None when no variant of it fits a causal decoder."""
+    attention, norm, activation = BASE
+    allowed = {"attention": MODEL_ATTENTION_VARIANTS, "norm": NORM_VARIANTS, "activation": ACTIVATION_VARIANTS}
+    usable = [v for v in allowed.get(spec.kind, ()) if v in spec.variants]
+    if not usable:
+        return None
+    if spec.kind == "attention":
+        attention = usable[0]
+    elif spec.kind == "norm":
+        norm = usable[0]
+    else:
+        activation = "swiglu" if "swiglu" in usable else usable[0]
+    return attention, norm, activation
+
+
+def _slots(variants: Variants) -> Any:
+    attention, norm, activation = variants
+    return reference_slots(norm_variant=norm, activation_variant=activation, attention_variant=attention)
+
+
+def _setup_for(setup: TaskSetup, variants: Variants) -> TaskSetup:
+    """The task's setup with the model's GQA heads or window matching the attention variant."""
+    model = setup.model
+    if variants[0] == "gqa":
+        model = replace(model, n_kv_heads=1)
+    if variants[0] == "sliding_window":
+        model = replace(model, window=SLIDING_WINDOW)
+    return TaskSetup(setup.task, model, setup.train)
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """The evaluation batches of one task: the judge keeps the targets."""
+
+    init_batch: tuple[torch.Tensor, torch.Tensor]
+    inputs: list[torch.Tensor]
+    targets: list[torch.Tensor]
+
+
+def eval_data(setup: TaskSetup, run_seed: int) -> EvalData:
+    """Validation batches drawn from the run's secret seed, plus one batch for the init comparison."""
+    task = make_task(setup.task)
+    cfg = setup.train
+    seed = case_seed(run_seed, f"integration/{setup.task}", torch.float32)
+    data = batches(task, "validation", cfg.eval_batches + 1, cfg.batch_size, cfg.seq_len, seed)
+    return EvalData(data[0], [x for x, _ in data[1:]], [y for _, y in data[1:]])
+
+
+class References:
+    """Reference runs per (task, configuration, seed), trained by the judge once and shared by all modules."""
+
+    def __init__(self, run_seed: int, setups: tuple[TaskSetup, ...] = DEFAULT_SETUPS) -> None:
+        self.run_seed = run_seed
+        self.setups = setups
+        self._runs: dict[tuple[str, Variants, int], RunOutput] = {}
+        self._eval: dict[str, EvalData] = {}
+        self._guard = threading.Lock()
+        self._locks: dict[object, threading.Lock] = {}
+
+    def _lock(self, key: object) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def eval(self, setup: TaskSetup) -> EvalData:
+        with self._lock(("eval", setup.task)):
+            if setup.task not in self._eval:
+                self._eval[setup.task] = eval_data(setup, self.run_seed)
+            return self._eval[setup.task]
+
+    def run(self, setup: TaskSetup, variants: Variants, seed: int = TRAIN_SEED) -> RunOutput:
+        """Trained once per key; a module judged in parallel that needs the same run waits for it."""
+        key = (setup.task, variants, seed)
+        ev = self.eval(setup)
+        with self._lock(key):
+            if key not in self._runs:
+                slots = _slots(variants)
+                self._runs[key] = run_setup(_setup_for(setup, variants), slots, seed, ev.init_batch, ev.inputs)
+            return self._runs[key]
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Seed-to-seed standard deviation of the reference's validation metrics for one configuration.
+
+    Measured by training the reference configuration with SPREAD_SEEDS (fresh weights and batch order each)
+    and scoring all on the same validation batches; cached in ~/.cache/module-harness keyed by everything
+    that changes it (setup, variants, seeds, torch and harness versions, corpus hash).
+    """
+
+    loss_sd: float
+    recall_sd: float
+    seeds: int
+
+
+def spread_key(setup: TaskSetup, variants: Variants) -> str:
+    task = make_task(setup.task)
+    parts = [json.dumps(setup.as_dict(), sort_keys=True), "/".join(variants), str(SPREAD_SEEDS),
+             torch.__version__, harness.__version__, getattr(task, "sha256", "")]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def measure_spread(refs: References, setup: TaskSetup, variants: Variants) -> Spread:
+    """Spread of `setup` under `variants`, from the disk cache (CACHE_DIR) or measured now and cached."""
+    path = CACHE_DIR / f"spread-{setup.task}-{spread_key(setup, variants)}.json"
+    if path.exists():
+        data = json.loads(path.read_text())
+        return Spread(data["loss_sd"], data["recall_sd"], data["seeds"])
+    ev = refs.eval(setup)
+    losses, recalls = [], []
+    for seed in SPREAD_SEEDS:
+        out = refs.run(setup, variants, seed)
+        losses.append(lm_loss(out.eval_logits, ev.targets))
+        recalls.append(recall_accuracy(out.eval_logits, ev.targets))
+    spread = Spread(statistics.stdev(losses), statistics.stdev(recalls), len(SPREAD_SEEDS))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**spread.__dict__, "losses": losses, "recalls": recalls}))
+    return spread
+
+
+def _decreased(losses: list[float]) -> bool:
+    """Mean loss over the last tenth of training below the mean over the first tenth."""
+    n = max(1, len(losses) // 10)
+    return statistics.fmean(losses[-n:]) < statistics.fmean(losses[:n])
+
+
+def score_task(
+    spec: ModuleSpec, setup: TaskSetup, refs: References, variants: Variants, got: dict[str, Any]
+) -> dict[str, Any]:
+    """Judge one task: finite losses, training progress, metrics within the spread, init match for exact modules."""
+    ev = refs.eval(setup)
+    ref = refs.run(setup, variants)
+    dense = refs.run(setup, BASE)
+    spread = measure_spread(refs, setup, variants)
+    failures: list[str] = []
+    losses = [float(x) for x in got["losses"]]
+    logits = list(got["eval_logits"])
+    if len(logits) != len(ev.targets) or any(type(t) is not torch.Tensor or t.shape[:-1] != y.shape
+                                             for t, y in zip(logits, ev.targets, strict=False)):
+        return _case(setup, False, ["evaluation logits missing or of the wrong shape"], {})
+    if not all(math.isfinite(x) for x in losses) or not all(bool(torch.isfinite(t).all()) for t in logits):
+        failures.append("non-finite training loss or evaluation logits")
+        return _case(setup, False, failures, {"train_loss_last": losses[-1] if losses else math.nan})
+    if not _decreased(losses):
+        failures.append(f"training loss did not decrease ({losses[0]:.3f} at the start, {losses[-1]:.3f} at the end)")
+    metrics = _metrics(setup, logits, ref, dense, ev, spread)
+    if setup.task == "text" and metrics["val_loss_delta"] > metrics["val_loss_tolerance"]:
+        failures.append(f"validation loss {metrics['val_loss']:.4f} is {metrics['val_loss_delta']:+.4f} nats from the "
+                        f"reference ({metrics['ref_val_loss']:.4f}); tolerance {metrics['val_loss_tolerance']:.4f} "
+                        f"({K_SIGMA:g} x seed-to-seed sd {spread.loss_sd:.4f})")
+    if setup.task == "mqar" and metrics["recall_delta"] < -metrics["recall_tolerance"]:
+        failures.append(f"recall accuracy {metrics['recall']:.3f} is {metrics['recall_delta']:+.3f} from the reference "
+                        f"({metrics['ref_recall']:.3f}); tolerance {metrics['recall_tolerance']:.3f} "
+                        f"({K_SIGMA:g} x seed-to-seed sd {spread.recall_sd:.4f})")
+    if spec.exact:
+        failures += _init_failures(setup, variants, ref, got, ev)
+    metrics.update({"train_loss_first": losses[0], "train_loss_last": losses[-1], "seconds": float(got["seconds"]),
+                    "ref_seconds": ref.seconds})
+    return _case(setup, not failures, failures, metrics)
+
+
+def _metrics(setup: TaskSetup, logits: list[torch.Tensor], ref: RunOutput, dense: RunOutput, ev: EvalData,
+             spread: Spread) -> dict[str, float]:
+    loss, ref_loss = lm_loss(logits, ev.targets), lm_loss(ref.eval_logits, ev.targets)
+    recall, ref_recall = recall_accuracy(logits, ev.targets), recall_accuracy(ref.eval_logits, ev.targets)
+    return {
+        "val_loss": loss, "ref_val_loss": ref_loss, "val_loss_delta": loss - ref_loss,
+        "val_loss_tolerance": max(K_SIGMA * spread.loss_sd, LOSS_FLOOR),
+        "perplexity": math.exp(loss), "ref_perplexity": math.exp(ref_loss),
+        "recall": recall, "ref_recall": ref_recall, "recall_delta": recall - ref_recall,
+        "recall_tolerance": max(K_SIGMA * spread.recall_sd, RECALL_FLOOR),
+        "dense_recall": recall_accuracy(dense.eval_logits, ev.targets),
+        "dense_val_loss": lm_loss(dense.eval_logits, ev.targets),
+        "spread_seeds": float(spread.seeds),
+    }
+
+
+def _init_failures(setup: TaskSetup, variants: Variants, ref: RunOutput, got: dict[str, Any],
+                   ev: EvalData) -> list[str]:
+    """Exact modules reproduce the reference model's logits and gradients at init."""
+    oracle_logits, oracle_grads = _oracle_init(setup, variants, ev)
+    failures = []
+    pairs = [("init logits", got["init_logits"], ref.init_logits, oracle_logits)]
+    pairs += [(f"init grad[{n}]", got["init_grads"].get(n), ref.init_grads[n], oracle_grads[n]) for n in ref.init_grads]
+    for name, cand, reference, oracle in pairs:
+        if type(cand) is not torch.Tensor or cand.shape != reference.shape:
+            failures.append(f"{name}: missing or of the wrong shape")
+            continue
+        verdict = compare_exact(name, cand, reference, oracle, torch.float32, INIT_POLICY)
+        if not verdict.passed:
+            failures.append(verdict.message)
+    return failures
+
+
+_oracle_cache: dict[tuple[str, Variants], tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
+
+
+def _oracle_init(setup: TaskSetup, variants: Variants, ev: EvalData) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The reference model at init in float64: the oracle for the init comparison."""
+    from harness.integration.model import Transformer
+    from harness.integration.runs import init_pass
+
+    key = (setup.task, variants)
+    if key not in _oracle_cache:
+        model = Transformer(_setup_for(setup, variants).model, _slots(variants), TRAIN_SEED).double()
+        _oracle_cache[key] = init_pass(model, *ev.init_batch)
+    return _oracle_cache[key]
+
+
+def _case(setup: TaskSetup, passed: bool, failures: list[str], metrics: dict[str, float]) -> dict[str, Any]:
+    return {"case": f"integration/{setup.task}", "dtype": "float32", "passed": passed, "sizes": {},
+            "failures": failures, "metrics": {k: v if math.isfinite(v) else str(v) for k, v in metrics.items()},
+            "seconds": float(metrics.get("seconds", 0.0))}
+
+
+def request(spec: ModuleSpec, setup: TaskSetup, refs: References, variants: Variants) -> dict[str, Any]:
+    """The contestant message for one task: the setup, the seed, and the evaluation inputs without targets."""
+    ev = refs.eval(setup)
+    return {
+        "op": "integrate",
+        "kind": spec.kind,
+        "variants": list(variants),
+        "setup": _setup_for(setup, variants).as_dict(),
+        "seed": TRAIN_SEED,
+        "init_inputs": ev.init_batch[0],
+        "init_targets": ev.init_batch[1],
+        "eval_inputs": ev.inputs,
+    }

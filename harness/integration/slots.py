@@ -1,0 +1,151 @@
+"""The three pluggable slots of the integration model: attention, norm and activation callables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from harness.kinds import KINDS
+
+# Attention variants a causal decoder can use: the model always calls causal=True without a padding mask,
+# so a module declaring only non_causal or key_padding has nothing to say about this model.
+MODEL_ATTENTION_VARIANTS = ("causal", "gqa", "sliding_window")
+NORM_VARIANTS = ("rms_norm", "layer_norm")
+ACTIVATION_VARIANTS = ("gelu", "gelu_tanh", "silu", "swiglu")
+
+
+class AttentionFn(Protocol):
+    """attention.forward of the kind contract, (B, H, S, D) layout; k and v may have fewer heads (GQA)."""
+
+    def __call__(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        causal: bool,
+        window: int | None,
+        key_padding_mask: torch.Tensor | None,
+    ) -> torch.Tensor: ...
+
+
+class NormFn(Protocol):
+    """norm.forward of the kind contract, over the last dimension; bias is None for rms_norm."""
+
+    def __call__(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, eps: float
+    ) -> torch.Tensor: ...
+
+
+class ActivationFn(Protocol):
+    """activation.forward of the kind contract: x alone, or gate and up for swiglu."""
+
+    def __call__(self, x: torch.Tensor | None, gate: torch.Tensor | None, up: torch.Tensor | None) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class Slots:
+    """What fills the model's attention, norm and activation slots, and the variant each is used as."""
+
+    attention: AttentionFn  # called as attention(q=, k=, v=, causal=True, window=, key_padding_mask=None)
+    norm: NormFn  # called as norm(x=, weight=, bias=, eps=) before attention, before the MLP and at the end
+    activation: ActivationFn  # called inside the gated MLP, see `activation_variant`
+    norm_variant: str = "rms_norm"  # "rms_norm": norm layers own a weight; "layer_norm": a weight and a bias
+    # "swiglu": activation(x=None, gate=g, up=u); gelu, gelu_tanh, silu: activation(x=g, gate=None, up=None) * u
+    activation_variant: str = "swiglu"
+    # "sliding_window" passes window=config.window, every other variant window=None; "gqa" allows
+    # n_kv_heads < n_heads (the other variants' contracts give k and v as many heads as q)
+    attention_variant: str = "causal"
+
+    def __post_init__(self) -> None:
+        for field, value, allowed in (
+            ("attention_variant", self.attention_variant, MODEL_ATTENTION_VARIANTS),
+            ("norm_variant", self.norm_variant, NORM_VARIANTS),
+            ("activation_variant", self.activation_variant, ACTIVATION_VARIANTS),
+        ):
+            if value not in allowed:
+                raise ValueError(
+                    f"Slots.{field} must be one of {allowed} for the causal integration model, got {value!r}. "
+                    "Fix: pass the variant the module is used as."
+                )
+
+
+def _reference_attention(variant: str) -> AttentionFn:
+    kind = KINDS["attention"]
+
+    def attention(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        causal: bool,
+        window: int | None,
+        key_padding_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        args = {"q": q, "k": k, "v": v, "causal": causal, "window": window, "key_padding_mask": key_padding_mask}
+        return kind.reference(variant, args)
+
+    return attention
+
+
+def _reference_norm(variant: str) -> NormFn:
+    kind = KINDS["norm"]
+
+    def norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
+        return kind.reference(variant, {"x": x, "weight": weight, "bias": bias, "eps": eps})
+
+    return norm
+
+
+def _reference_activation(variant: str) -> ActivationFn:
+    kind = KINDS["activation"]
+
+    def activation(x: torch.Tensor | None, gate: torch.Tensor | None, up: torch.Tensor | None) -> torch.Tensor:
+        return kind.reference(variant, {"x": x, "gate": gate, "up": up})
+
+    return activation
+
+
+def reference_slots(
+    norm_variant: str = "rms_norm", activation_variant: str = "swiglu", attention_variant: str = "causal"
+) -> Slots:
+    """Slots filled by each kind's eager reference, the baseline every module is compared against."""
+    return Slots(
+        attention=_reference_attention(attention_variant),
+        norm=_reference_norm(norm_variant),
+        activation=_reference_activation(activation_variant),
+        norm_variant=norm_variant,
+        activation_variant=activation_variant,
+        attention_variant=attention_variant,
+    )
+
+
+def _forward_of(instance: Any, slot: str) -> Any:
+    forward = getattr(instance, "forward", None)
+    if not callable(forward):
+        raise TypeError(
+            f"the {slot} slot takes a module instance with a forward method, got {type(instance).__name__}. "
+            "Fix: pass an instance of the registered class, e.g. EagerAttention()."
+        )
+    return forward
+
+
+def slots_from_modules(
+    attention: Any = None,
+    norm: Any = None,
+    activation: Any = None,
+    *,
+    norm_variant: str = "rms_norm",
+    activation_variant: str = "swiglu",
+    attention_variant: str = "causal",
+) -> Slots:
+    """Reference slots with each given module instance's `forward` in its place, used as the given variant."""
+    ref = reference_slots(norm_variant, activation_variant, attention_variant)
+    return Slots(
+        attention=ref.attention if attention is None else _forward_of(attention, "attention"),
+        norm=ref.norm if norm is None else _forward_of(norm, "norm"),
+        activation=ref.activation if activation is None else _forward_of(activation, "activation"),
+        norm_variant=norm_variant,
+        activation_variant=activation_variant,
+        attention_variant=attention_variant,
+    )
