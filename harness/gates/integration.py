@@ -23,7 +23,8 @@ import torch
 import harness
 from harness.contract import ModuleSpec
 from harness.gates.compare import compare_exact
-from harness.integration.runs import RunOutput, TaskSetup, make_task, run_setup
+from harness.integration.model import Transformer
+from harness.integration.runs import RunOutput, TaskSetup, init_pass, make_task, run_setup
 from harness.integration.setups import DEFAULT_SETUPS, SLIDING_WINDOW, SPREAD_SEEDS, TRAIN_SEED
 from harness.integration.slots import ACTIVATION_VARIANTS, MODEL_ATTENTION_VARIANTS, NORM_VARIANTS, reference_slots
 from harness.integration.tasks import batches
@@ -99,6 +100,7 @@ class References:
         self.setups = setups
         self._runs: dict[tuple[str, Variants, int], RunOutput] = {}
         self._eval: dict[str, EvalData] = {}
+        self._oracles: dict[object, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
         self._guard = threading.Lock()
         self._locks: dict[object, threading.Lock] = {}
 
@@ -111,6 +113,16 @@ class References:
             if setup.task not in self._eval:
                 self._eval[setup.task] = eval_data(setup, self.run_seed)
             return self._eval[setup.task]
+
+    def oracle_init(self, setup: TaskSetup, variants: Variants) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The reference model at init in float64 on the init batch: the oracle for the init comparison."""
+        key = ("oracle", setup.task, variants)
+        ev = self.eval(setup)
+        with self._lock(key):
+            if key not in self._oracles:
+                model = Transformer(_setup_for(setup, variants).model, _slots(variants), TRAIN_SEED).double()
+                self._oracles[key] = init_pass(model, *ev.init_batch)
+            return self._oracles[key]
 
     def run(self, setup: TaskSetup, variants: Variants, seed: int = TRAIN_SEED) -> RunOutput:
         """Trained once per key; a module judged in parallel that needs the same run waits for it."""
@@ -197,7 +209,7 @@ def score_task(
                         f"({metrics['ref_recall']:.3f}); tolerance {metrics['recall_tolerance']:.3f} "
                         f"({K_SIGMA:g} x seed-to-seed sd {spread.recall_sd:.4f})")
     if spec.exact:
-        failures += _init_failures(setup, variants, ref, got, ev)
+        failures += _init_failures(ref, got, refs.oracle_init(setup, variants))
     metrics.update({"train_loss_first": losses[0], "train_loss_last": losses[-1], "seconds": float(got["seconds"]),
                     "ref_seconds": ref.seconds})
     return _case(setup, not failures, failures, metrics)
@@ -219,10 +231,11 @@ def _metrics(setup: TaskSetup, logits: list[torch.Tensor], ref: RunOutput, dense
     }
 
 
-def _init_failures(setup: TaskSetup, variants: Variants, ref: RunOutput, got: dict[str, Any],
-                   ev: EvalData) -> list[str]:
-    """Exact modules reproduce the reference model's logits and gradients at init."""
-    oracle_logits, oracle_grads = _oracle_init(setup, variants, ev)
+def _init_failures(
+    ref: RunOutput, got: dict[str, Any], wide: tuple[torch.Tensor, dict[str, torch.Tensor]]
+) -> list[str]:
+    """Exact modules reproduce the reference model's logits and gradients at init (float64 model as oracle)."""
+    oracle_logits, oracle_grads = wide
     failures = []
     pairs = [("init logits", got["init_logits"], ref.init_logits, oracle_logits)]
     pairs += [(f"init grad[{n}]", got["init_grads"].get(n), ref.init_grads[n], oracle_grads[n]) for n in ref.init_grads]
@@ -234,21 +247,6 @@ def _init_failures(setup: TaskSetup, variants: Variants, ref: RunOutput, got: di
         if not verdict.passed:
             failures.append(verdict.message)
     return failures
-
-
-_oracle_cache: dict[tuple[str, Variants], tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
-
-
-def _oracle_init(setup: TaskSetup, variants: Variants, ev: EvalData) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The reference model at init in float64: the oracle for the init comparison."""
-    from harness.integration.model import Transformer
-    from harness.integration.runs import init_pass
-
-    key = (setup.task, variants)
-    if key not in _oracle_cache:
-        model = Transformer(_setup_for(setup, variants).model, _slots(variants), TRAIN_SEED).double()
-        _oracle_cache[key] = init_pass(model, *ev.init_batch)
-    return _oracle_cache[key]
 
 
 def _case(setup: TaskSetup, passed: bool, failures: list[str], metrics: dict[str, float]) -> dict[str, Any]:
