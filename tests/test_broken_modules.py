@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -134,3 +140,23 @@ def test_silent_bf16_downcast_fails_float32_only(broken_run: dict[str, Any]) -> 
     assert fp32 and all(not c["passed"] for c in fp32)
     assert bf16 and all(c["passed"] for c in bf16)
     assert all("exceeds tolerance" in c["failures"][0] for c in fp32)
+
+
+def test_contestants_die_with_a_killed_judge(tmp_path: Path) -> None:
+    """Even when the judge itself is SIGKILLed mid-run (a cancelled CI job), its contestant does not survive."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    judge = subprocess.Popen(
+        [sys.executable, "-m", "harness", "check", "hangs", "--modules-dir", str(BROKEN), "--no-entry-points",
+         "--gates", "unit", "--timeout", "120"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not worker_processes(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert worker_processes(tmp_path), "the contestant never started"
+    judge.send_signal(signal.SIGKILL)
+    judge.wait()
+    deadline = time.monotonic() + 10
+    while worker_processes(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert worker_processes(tmp_path) == []

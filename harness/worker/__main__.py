@@ -17,6 +17,19 @@ from typing import Any, BinaryIO
 MEMORY_ERRORS = ("not enough memory", "can't allocate memory", "cannot allocate memory", "out of memory")
 
 
+def _die_with_judge() -> None:
+    """Ask the kernel to SIGKILL this process when the judge that spawned it dies (Linux PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the judge died before the request took effect
+        os._exit(1)
+
+
 def _limit_memory(memory_mb: int) -> None:
     """Cap the address space so a runaway allocation fails fast inside the child."""
     cap = memory_mb * 1024 * 1024
@@ -118,6 +131,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    _die_with_judge()
     if args.device == "cpu":
         # CUDA contexts reserve far more address space than they use, so the cap applies on CPU only;
         # the judge's resident-memory watchdog covers both.
