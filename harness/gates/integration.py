@@ -23,6 +23,7 @@ import torch
 import harness
 from harness.contract import ModuleSpec
 from harness.gates.compare import compare_exact
+from harness.gates.unit import CaseResult
 from harness.integration.model import Transformer
 from harness.integration.runs import RunOutput, TaskSetup, init_pass, make_task, run_setup
 from harness.integration.setups import DEFAULT_SETUPS, SLIDING_WINDOW, SPREAD_SEEDS, TRAIN_SEED
@@ -250,9 +251,15 @@ def _init_failures(
 
 
 def _case(setup: TaskSetup, passed: bool, failures: list[str], metrics: dict[str, float]) -> dict[str, Any]:
-    return {"case": f"integration/{setup.task}", "dtype": "float32", "passed": passed, "sizes": {},
-            "failures": failures, "metrics": {k: v if math.isfinite(v) else str(v) for k, v in metrics.items()},
-            "seconds": float(metrics.get("seconds", 0.0))}
+    """One task's verdict in the same record shape as a unit-gate case."""
+    seconds = float(metrics.get("seconds", 0.0))
+    return CaseResult(f"integration/{setup.task}", "float32", passed, failures, metrics=metrics,
+                      seconds=seconds).as_dict()
+
+
+def raised_case(setup: TaskSetup, message: str) -> dict[str, Any]:
+    """The record of a task during which the module raised."""
+    return _case(setup, False, [f"module raised: {message}"], {})
 
 
 def request(spec: ModuleSpec, setup: TaskSetup, refs: References, variants: Variants) -> dict[str, Any]:

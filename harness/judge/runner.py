@@ -150,8 +150,7 @@ def integration_gate(spec: ModuleSpec, session: Session, run: RunContext, gate: 
             reply = session.send(integration.request(spec, setup, run.integration, variants))
             case = integration.score_task(spec, setup, run.integration, variants, reply)
         except CandidateRaised as exc:
-            case = {"case": f"integration/{setup.task}", "dtype": "float32", "passed": False, "sizes": {},
-                    "failures": [f"module raised: {exc}"], "metrics": {}, "seconds": 0.0}
+            case = integration.raised_case(setup, str(exc))
         gate.cases.append(case)
     _conclude(gate)
 
