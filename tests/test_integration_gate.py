@@ -34,7 +34,8 @@ def judged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModuleResult]:
     try:
         shipped = {s.name: s for s in module_sources(REPO / "modules", entry_points=False)}
         fixtures = {s.name: s for s in module_sources(FIXTURES / "integration_modules", entry_points=False)}
-        sources = [shipped["rms_norm_torch"], shipped["int8_channel"], fixtures["rms_norm_large_eps"]]
+        sources = [shipped["rms_norm_torch"], shipped["int8_channel"], shipped["int4_group"],
+                   fixtures["rms_norm_large_eps"]]
         options = RunOptions(gates=("integration",), limits=Limits(timeout_s=300), seed=11, jobs=1,
                              integration_setups=SMALL)
         results: list[ModuleResult] = []
@@ -68,10 +69,22 @@ def test_harmful_norm_fails_with_a_clear_reason(judged: dict[str, ModuleResult])
     assert "nats from the reference" in text["failures"][0] and "seed-to-seed sd" in text["failures"][0]
 
 
-def test_quantization_is_skipped_with_a_reason(judged: dict[str, ModuleResult]) -> None:
-    gate = judged["int8_channel"].gates[0]
-    assert gate.verdict == "skipped" and "quantization" in gate.reason
-    assert judged["int8_channel"].verdict == "pass"
+def test_quantization_in_the_trained_model(judged: dict[str, ModuleResult]) -> None:
+    metrics = {}
+    for name in ("int8_channel", "int4_group"):
+        result = judged[name]
+        assert result.verdict == "pass", result.reason
+        (case,) = result.gates[0].cases
+        assert case["case"] == "integration/quantized-text"
+        metrics[name] = case["metrics"]
+        layers = [k for k in case["metrics"] if k.startswith("sqnr_db[")]
+        assert "sqnr_db[lm_head]" in layers and len(layers) >= 8
+    int8, int4 = metrics["int8_channel"], metrics["int4_group"]
+    # The small test model is barely trained, so its perplexity change is noise; layer SQNR is not.
+    assert int4["sqnr_db[lm_head]"] < int8["sqnr_db[lm_head]"] - 15
+    assert int8["perplexity_increase"] <= int8["perplexity_increase_limit"]
+    assert int4["quantized_linear_bytes"] < int8["quantized_linear_bytes"] < int8["linear_bytes"] / 3.5
+    assert int4["quantized_model_bytes"] < int4["model_bytes"]
 
 
 def test_spread_is_cached_per_configuration(judged: dict[str, ModuleResult]) -> None:

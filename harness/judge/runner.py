@@ -135,14 +135,20 @@ def unit_gate(spec: ModuleSpec, session: Session, run: RunContext, gate: GateRes
 
 def integration_gate(spec: ModuleSpec, session: Session, run: RunContext, gate: GateResult) -> None:
     """Train the model with the module in its slot on each task, beside the judge's reference run."""
+    if spec.kind == "quantization":
+        gate.reason = "while quantizing the trained reference model"
+        setup, message = integration.quantization_request(spec, run.integration)
+        try:
+            case = integration.score_quantization(spec, setup, run.integration, session.send(message))
+        except CandidateRaised as exc:
+            case = integration.raised_case(setup, str(exc))
+        gate.cases.append(case)
+        _conclude(gate)
+        return
     variants = integration.slot_variants(spec)
-    if spec.kind == "quantization" or variants is None:
+    if variants is None:
         gate.verdict = "skipped"
-        gate.reason = (
-            "quantization modules are judged in the trained reference model (not yet part of this gate)"
-            if spec.kind == "quantization"
-            else f"no declared variant ({', '.join(spec.variants)}) fits a causal decoder"
-        )
+        gate.reason = f"no declared variant ({', '.join(spec.variants)}) fits a causal decoder"
         return
     for setup in run.integration.setups:
         gate.reason = f"while training on {setup.task}"

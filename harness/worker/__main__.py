@@ -68,10 +68,10 @@ class Worker:
             from harness.worker.execute import execute
 
             return execute(self.instance, message, device=self.device)
-        if op == "integrate":
+        if op in ("integrate", "quantize_model"):
             if self.instance is None:
                 return {"status": "raised", "message": "no module loaded"}
-            return self._integrate(message)
+            return self._integrate(message) if op == "integrate" else self._quantize_model(message)
         return {"status": "raised", "message": f"unknown op {op!r}"}
 
     def _integrate(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +88,26 @@ class Worker:
         init_batch = (message["init_inputs"], message["init_targets"])
         out = run_setup(setup, slots, int(message["seed"]), init_batch, list(message["eval_inputs"]))
         return {"status": "ok", **out.message()}
+
+    def _quantize_model(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Quantize every linear layer of the trained reference model; return packed weights and raw logits."""
+        from harness.integration.model import Transformer
+        from harness.integration.quantize import quant_plan, quantize_linears
+        from harness.integration.runs import TaskSetup
+        from harness.integration.slots import reference_slots
+        from harness.integration.train import logits_for
+
+        setup = TaskSetup.from_dict(message["setup"])
+        model = Transformer(setup.model, reference_slots(), 0)
+        model.load_state_dict(message["state"])
+        layers = quantize_linears(model, quant_plan(model, self.instance, message["variant"]))
+        logits = logits_for(model, [(x, x) for x in message["eval_inputs"]])
+        return {
+            "status": "ok",
+            "eval_logits": logits,
+            "packed": {name: model.get_submodule(name).packed for name in layers},
+            "dequantized": {name: layer.dequantized for name, layer in layers.items()},
+        }
 
     def _load(self, message: dict[str, Any]) -> dict[str, Any]:
         from pathlib import Path
