@@ -59,3 +59,14 @@ def test_approximate_bound_cannot_be_met_by_garbage() -> None:
     uniform = torch.full_like(reference, 1.0 / reference.shape[-1])
     verdict = compare_approximate("out", uniform, reference, oracle, ErrorBound(min_cosine=0.99, min_sqnr_db=20))
     assert not verdict.passed and "cosine" in verdict.message and "SQNR" in verdict.message
+
+
+def test_approximate_result_as_good_as_the_reference_passes_where_the_dtype_cannot_resolve() -> None:
+    oracle = torch.full((64,), 1e-9, dtype=torch.float64)
+    oracle[::2] = -1e-9
+    reference = torch.zeros(64, dtype=torch.float16)  # underflows: cosine 0, SQNR 0 dB
+    candidate = torch.zeros(64, dtype=torch.float16)
+    verdict = compare_approximate("grad", candidate, reference, oracle, ErrorBound(min_cosine=0.975, min_sqnr_db=13))
+    assert verdict.passed
+    worse = torch.full((64,), 1e-3, dtype=torch.float16)
+    assert not compare_approximate("grad", worse, reference, oracle, ErrorBound(min_cosine=0.975)).passed
