@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from harness.catalog import catalog
+from harness.integration.policy import MixedPrecisionPolicy, PolicyError, load_policies
 from harness.judge.runner import GATES, RunOptions, judge_all
 from harness.judge.sandbox import Limits
 from harness.kinds import KINDS
@@ -84,6 +85,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="fix the input seed (default: a secret random seed)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="modules judged at once (default: 2 on machines with 2+ cores)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="pyproject.toml with [tool.harness.mixed_precision] policies "
+                             "(default: the one beside the modules directory)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +112,16 @@ def _sources(args: argparse.Namespace) -> list[ModuleSource]:
     if not root.is_dir():
         raise UsageError(f"modules directory {root} does not exist. Fix: pass --modules-dir DIR.")
     return module_sources(root, entry_points=not args.no_entry_points)
+
+
+def _policies(args: argparse.Namespace) -> list[MixedPrecisionPolicy]:
+    path = args.config or (args.modules_dir or default_modules_dir()).resolve().parent / "pyproject.toml"
+    if args.config is not None and not path.is_file():
+        raise UsageError(f"--config {path} does not exist.")
+    try:
+        return load_policies(path)
+    except PolicyError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _limits(args: argparse.Namespace) -> Limits:
@@ -142,20 +156,24 @@ def cmd_judge(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown gate(s) {unknown or gates}; available: {', '.join(GATES)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda needs a CUDA device and a CUDA build of torch; none is available here")
-    sources = _sources(args)
+    available = _sources(args)
+    policies = _policies(args) if "integration" in gates else []
+    sources = available
     if args.command == "check":
-        known = {s.name for s in sources}
+        known = {s.name for s in sources} | {p.name for p in policies}
         missing = [n for n in args.names if n not in known]
         if missing:
-            raise UsageError(f"no module named {', '.join(missing)}. `harness list` shows the registered ones.")
+            raise UsageError(f"no module or policy named {', '.join(missing)}. `harness list` shows the modules; "
+                             "policies are in [tool.harness.mixed_precision] and judged with --gates integration.")
         sources = [s for s in sources if s.name in set(args.names)]
+        policies = [p for p in policies if p.name in set(args.names)]
     limits = _limits(args)
     seed = args.seed if args.seed is not None else secrets.randbits(63)
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     if args.seed is not None and args.seed < 0:
         raise UsageError("--seed must be a non-negative integer")
-    options = RunOptions(gates=gates, limits=limits, seed=seed, jobs=args.jobs)
+    options = RunOptions(gates=gates, limits=limits, seed=seed, jobs=args.jobs, policies=tuple(policies))
     env = fingerprint(
         device=args.device, threads=limits.threads, dtypes=checked_dtypes(), seed=seed,
         seed_policy=SEED_FIXED if args.seed is not None else SEED_SECRET,
@@ -164,7 +182,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
               "device": args.device, "modules_dir": str(args.modules_dir or default_modules_dir())}
     document = ResultsDocument(env, config, args.out)
     start = time.perf_counter()
-    results = judge_all(sources, options, document.add)
+    results = judge_all(sources, options, document.add, available=available)
     print_verdicts(results, time.perf_counter() - start)
     if args.out is not None:
         print(f"results: {args.out / 'results.json'}")

@@ -5,19 +5,29 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+# Largest quality loss in the trained integration model an approximate module may declare: beyond these it no
+# longer stands in for the kind, whatever it saves.
+MAX_DECLARED_LOSS_INCREASE = 0.10  # nats of validation loss on the text task
+MAX_DECLARED_RECALL_DROP = 0.10  # recall accuracy on the associative-recall task
+
 
 @dataclass(frozen=True)
 class ErrorBound:
-    """Accuracy an approximate module promises against the float64 oracle; unset fields are not promised.
+    """Accuracy an approximate module promises; unset fields are not promised.
 
-    A kind publishes a floor (the loosest bound it accepts). A module's declared bound is merged with the
-    floor, so declaring "approximate" can tighten the check but never switch it off.
+    The first four fields bound each call's result against the float64 oracle (unit gate). A kind publishes a
+    floor (the loosest bound it accepts) and a module's declared bound is merged with it, so declaring
+    "approximate" can tighten the check but never switch it off. The last two bound the quality of the trained
+    integration model against the reference configuration (integration gate); undeclared, the tolerance is
+    the reference's own seed-to-seed spread, and a declared value never goes below that spread.
     """
 
     max_abs: float | None = None  # largest |candidate - oracle| over all elements
     mean_abs: float | None = None  # mean |candidate - oracle|
     min_cosine: float | None = None  # cosine similarity of flattened candidate and oracle, in [-1, 1]
     min_sqnr_db: float | None = None  # 10*log10(|oracle|^2 / |candidate - oracle|^2)
+    max_val_loss_increase: float | None = None  # nats the text validation loss may rise over the reference
+    max_recall_drop: float | None = None  # recall accuracy the associative-recall task may lose
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -28,6 +38,11 @@ class ErrorBound:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"ErrorBound.{name} must be >= 0, got {value!r}")
+        for name, cap in (("max_val_loss_increase", MAX_DECLARED_LOSS_INCREASE),
+                          ("max_recall_drop", MAX_DECLARED_RECALL_DROP)):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= cap:
+                raise ValueError(f"ErrorBound.{name} must lie in [0, {cap}], got {value!r}")
         if self.min_cosine is not None and not -1.0 <= self.min_cosine <= 1.0:
             raise ValueError(f"ErrorBound.min_cosine must lie in [-1, 1], got {self.min_cosine!r}")
 

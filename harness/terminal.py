@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from harness.catalog import CatalogEntry
@@ -39,5 +39,69 @@ def print_verdicts(results: Sequence[ModuleResult], seconds: float) -> None:
                          for g in r.gates)
         rows.append([r.name, r.kind or "?", r.verdict.upper(), gates, f"{r.seconds:.1f}", r.reason])
     print(table(["module", "kind", "verdict", "gates", "s", "reason"], rows, max_width=160))
+    details = integration_rows(results)
+    if details:
+        print("\nintegration (candidate vs the reference configuration trained in this run)")
+        print(table(["module", "task", "val loss (ref)", "Δ loss (tol)", "ppl (ref)", "recall (ref, dense)",
+                     "Δ recall (tol)", "s", "result"], details, max_width=60))
+    quantized = quantization_rows(results)
+    if quantized:
+        print("\nquantized reference model (text task)")
+        headers = ["module", "ppl (unquantized)", "change (limit)", "bytes", "codes", "min layer SQNR", "s", "result"]
+        print(table(headers, quantized, max_width=60))
     passed = sum(1 for r in results if r.verdict == "pass")
     print(f"\n{passed}/{len(results)} modules passed in {seconds:.1f} s")
+
+
+def _integration_cases(results: Sequence[ModuleResult]) -> list[tuple[str, dict[str, Any]]]:
+    return [(r.name, c) for r in results for g in r.gates if g.gate == "integration" for c in g.cases]
+
+
+def integration_rows(results: Sequence[ModuleResult]) -> list[list[str]]:
+    """One row per trained task: the candidate's metrics, the reference's, the deltas and the tolerances."""
+    rows = []
+    for name, case in _integration_cases(results):
+        m = case["metrics"]
+        if case["case"] == "integration/quantized-text":
+            continue
+        if "val_loss" not in m:
+            rows.append([name, case["case"].split("/")[-1], "", "", "", "", "", f"{case['seconds']:.1f}",
+                         case["failures"][0]])
+            continue
+        rows.append([
+            name, case["case"].split("/")[-1],
+            f"{m['val_loss']:.4f} ({m['ref_val_loss']:.4f})",
+            f"{m['val_loss_delta']:+.4f} ({m['val_loss_tolerance']:.4f})",
+            f"{m['perplexity']:.3f} ({m['ref_perplexity']:.3f})",
+            f"{m['recall']:.3f} ({m['ref_recall']:.3f}, {m['dense_recall']:.3f})",
+            f"{m['recall_delta']:+.3f} ({m['recall_tolerance']:.3f})",
+            f"{case['seconds']:.1f}",
+            "pass" if case["passed"] else case["failures"][0],
+        ])
+    return rows
+
+
+def quantization_rows(results: Sequence[ModuleResult]) -> list[list[str]]:
+    """One row per quantization module: perplexity change, bytes before and after, worst layer."""
+    rows = []
+    for name, case in _integration_cases(results):
+        m = case["metrics"]
+        if case["case"] != "integration/quantized-text":
+            continue
+        if "perplexity" not in m:
+            rows.append([name, "", "", "", "", "", f"{case['seconds']:.1f}", case["failures"][0]])
+            continue
+        sqnr = [v for k, v in m.items() if k.startswith("sqnr_db[")]
+        bits = [int(v) for k, v in m.items() if k.startswith("bits[")]
+        codes = " ".join(f"{b}b x{bits.count(b)}" for b in sorted(set(bits)))
+        rows.append([
+            name,
+            f"{m['perplexity']:.4f} ({m['ref_perplexity']:.4f})",
+            f"{100 * m['perplexity_increase']:+.3f}% ({100 * m['perplexity_increase_limit']:g}%)",
+            f"{m['model_bytes']:,.0f} -> {m['quantized_model_bytes']:,.0f}",
+            codes,
+            f"{min(sqnr):.1f} dB" if sqnr else "",
+            f"{case['seconds']:.1f}",
+            "pass" if case["passed"] else case["failures"][0],
+        ])
+    return rows

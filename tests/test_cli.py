@@ -13,7 +13,7 @@ from tests.conftest import run_harness
 def test_unknown_module_is_a_usage_error() -> None:
     proc = run_harness("check", "no_such_module")
     assert proc.returncode == 2
-    assert "no module named no_such_module" in proc.stderr
+    assert "no module or policy named no_such_module" in proc.stderr
 
 
 def test_unknown_gate_is_a_usage_error() -> None:

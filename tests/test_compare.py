@@ -57,7 +57,8 @@ def test_nan_is_infinite_error() -> None:
 def test_approximate_bound_cannot_be_met_by_garbage() -> None:
     _, reference, oracle = softmax_case(torch.float32)
     uniform = torch.full_like(reference, 1.0 / reference.shape[-1])
-    verdict = compare_approximate("out", uniform, reference, oracle, ErrorBound(min_cosine=0.99, min_sqnr_db=20))
+    exact = (torch.float32, TolerancePolicy(), None)
+    verdict = compare_approximate("out", uniform, reference, oracle, ErrorBound(min_cosine=0.99, min_sqnr_db=20), exact)
     assert not verdict.passed and "cosine" in verdict.message and "SQNR" in verdict.message
 
 
@@ -66,7 +67,20 @@ def test_approximate_result_as_good_as_the_reference_passes_where_the_dtype_cann
     oracle[::2] = -1e-9
     reference = torch.zeros(64, dtype=torch.float16)  # underflows: cosine 0, SQNR 0 dB
     candidate = torch.zeros(64, dtype=torch.float16)
-    verdict = compare_approximate("grad", candidate, reference, oracle, ErrorBound(min_cosine=0.975, min_sqnr_db=13))
-    assert verdict.passed
+    exact = (torch.float16, TolerancePolicy(), None)
+    bound = ErrorBound(min_cosine=0.975, min_sqnr_db=13)
+    assert compare_approximate("grad", candidate, reference, oracle, bound, exact).passed
     worse = torch.full((64,), 1e-3, dtype=torch.float16)
-    assert not compare_approximate("grad", worse, reference, oracle, ErrorBound(min_cosine=0.975)).passed
+    assert not compare_approximate("grad", worse, reference, oracle, ErrorBound(min_cosine=0.975), exact).passed
+
+
+def test_approximate_is_never_stricter_than_exact() -> None:
+    """A zero gradient a few ulps of its condition scale from a tiny oracle: exact passes it, so approximate must."""
+    oracle = torch.linspace(-1e-12, 1e-12, 64, dtype=torch.float64)
+    reference = oracle.float()
+    candidate = torch.zeros(64)  # cosine 0, SQNR 0 dB, yet 1e-12 off where the condition scale is 1
+    policy = TolerancePolicy()
+    assert compare_exact("grad", candidate, reference, oracle, torch.float32, policy, floor_scale=1.0).passed
+    bound = ErrorBound(min_cosine=0.95, min_sqnr_db=10)
+    assert compare_approximate("grad", candidate, reference, oracle, bound, (torch.float32, policy, 1.0)).passed
+    assert not compare_approximate("grad", candidate, reference, oracle, bound, (torch.float32, policy, None)).passed

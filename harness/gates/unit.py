@@ -189,12 +189,13 @@ def judge_tensor(
         failures.append(problem)
         return
     assert isinstance(got, torch.Tensor)
+    floor_scale = (floor_scales or {}).get(name)
+    policy = ctx.kind.tolerance_for(ctx.case, ctx.dtype)
     if ctx.spec.exact or ctx.spec.bound is None:
-        floor_scale = (floor_scales or {}).get(name)
-        policy = ctx.kind.tolerance_for(ctx.case, ctx.dtype)
         verdict = compare.compare_exact(name, got, reference, oracle, ctx.dtype, policy, floor_scale)
     else:
-        verdict = compare.compare_approximate(name, got, reference, oracle, ctx.spec.bound)
+        exact = (ctx.dtype, policy, floor_scale)
+        verdict = compare.compare_approximate(name, got, reference, oracle, ctx.spec.bound, exact)
     metrics.update(verdict.metrics)
     if not verdict.passed:
         failures.append(verdict.message)

@@ -102,6 +102,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> TrainLog:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=False)
             optimizer.step()
             losses.append(float(loss.detach()))
+            if not math.isfinite(losses[-1]):
+                break  # nothing after a non-finite loss is worth the time; the log shows where it happened
     return TrainLog(losses=tuple(losses), seconds=time.monotonic() - start)
 
 

@@ -17,6 +17,7 @@ import torch
 
 from harness.contract import ModuleSpec
 from harness.gates import integration, unit
+from harness.integration.policy import MixedPrecisionPolicy
 from harness.integration.runs import TaskSetup
 from harness.integration.setups import DEFAULT_SETUPS
 from harness.judge.sandbox import Contestant, Limits
@@ -41,6 +42,7 @@ class RunOptions:
     seed: int = 0  # the run's secret seed (drawn by the CLI, disclosed in the results afterwards)
     jobs: int = 1  # modules judged at once, each in its own contestant process
     integration_setups: tuple[TaskSetup, ...] = DEFAULT_SETUPS  # tasks, models and training of the integration gate
+    policies: tuple[MixedPrecisionPolicy, ...] = ()  # mixed-precision policies, judged after the modules
 
 
 class Session:
@@ -136,14 +138,7 @@ def unit_gate(spec: ModuleSpec, session: Session, run: RunContext, gate: GateRes
 def integration_gate(spec: ModuleSpec, session: Session, run: RunContext, gate: GateResult) -> None:
     """Train the model with the module in its slot on each task, beside the judge's reference run."""
     if spec.kind == "quantization":
-        gate.reason = "while quantizing the trained reference model"
-        setup, message = integration.quantization_request(spec, run.integration)
-        try:
-            case = integration.score_quantization(spec, setup, run.integration, session.send(message))
-        except CandidateRaised as exc:
-            case = integration.raised_case(setup, str(exc))
-        gate.cases.append(case)
-        _conclude(gate)
+        quantization_case(session, run, integration.module_plan(spec, run.integration), gate)
         return
     variants = integration.slot_variants(spec)
     if variants is None:
@@ -152,12 +147,29 @@ def integration_gate(spec: ModuleSpec, session: Session, run: RunContext, gate: 
         return
     for setup in run.integration.setups:
         gate.reason = f"while training on {setup.task}"
+        start = time.perf_counter()
         try:
             reply = session.send(integration.request(spec, setup, run.integration, variants))
             case = integration.score_task(spec, setup, run.integration, variants, reply)
         except CandidateRaised as exc:
             case = integration.raised_case(setup, str(exc))
+        case["seconds"] = time.perf_counter() - start  # judge's clock: includes references it may train first
         gate.cases.append(case)
+    _conclude(gate)
+
+
+def quantization_case(session: Session, run: RunContext, plan: integration.LayerPlan, gate: GateResult) -> None:
+    """Quantize the judge's trained reference model by `plan` in the contestant and score the result."""
+    gate.reason = "while quantizing the trained reference model"
+    start = time.perf_counter()
+    setup, message = integration.quantization_request(plan, run.integration)
+    try:
+        case = integration.score_quantization(setup, run.integration, plan, session.send(message))
+    except CandidateRaised as exc:
+        case = integration.raised_case(setup, str(exc))
+    case["seconds"] = time.perf_counter() - start  # judge's clock: includes the reference it may train first
+    case["case"] = "integration/quantized-text"
+    gate.cases.append(case)
     _conclude(gate)
 
 
@@ -202,6 +214,55 @@ def judge_module(source: ModuleSource, options: RunOptions, run: RunContext) -> 
     return result
 
 
+def judge_policy(
+    policy: MixedPrecisionPolicy, sources: dict[str, ModuleSource], options: RunOptions, run: RunContext
+) -> ModuleResult:
+    """A mixed-precision policy, reported like a module: its modules quantize the reference model layer by layer.
+
+    Only the integration gate applies; the unit (and any later) gate judges each module on its own.
+    """
+    start = time.perf_counter()
+    result = ModuleResult(name=policy.name, source=policy.source, kind="quantization")
+    result.exact = False
+    for gate_name in options.gates:
+        gate = GateResult(gate=gate_name, verdict="skipped",
+                          reason=f"a policy is judged in the integration gate; {gate_name} judges its modules")
+        result.gates.append(gate)
+        if gate_name != "integration":
+            continue
+        gate_start = time.perf_counter()
+        try:
+            _policy_gate(policy, sources, options, run, gate)
+        except LoadFailed as exc:
+            gate.verdict, gate.reason = "error", str(exc)
+        except ContestantDied as died:
+            gate.verdict, gate.reason = died.verdict, f"{died.reason} ({gate.reason})" if gate.reason else died.reason
+        gate.seconds = time.perf_counter() - gate_start
+    result.verdict, result.reason = overall(result.gates)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _policy_gate(policy: MixedPrecisionPolicy, sources: dict[str, ModuleSource], options: RunOptions,
+                 run: RunContext, gate: GateResult) -> None:
+    missing = [m for m in policy.modules if m not in sources]
+    if missing:
+        raise LoadFailed(f"{policy.source}: names {', '.join(map(repr, missing))}, expected registered quantization "
+                         "modules. Fix: use names `harness list` shows.")
+    plan_names = policy.assign(integration.reference_layers(run.integration))
+    if not plan_names:
+        layers = ", ".join(integration.reference_layers(run.integration))
+        raise LoadFailed(f"{policy.source}: no rule matches a layer of the model ({layers}). Fix the patterns.")
+    with Contestant(options.limits, policy.name) as contestant:
+        session = Session(contestant)
+        specs = {name: session.load(sources[name]) for name in policy.modules}
+        wrong = [f"{n} ({s.kind})" for n, s in specs.items() if s.kind != "quantization"]
+        if wrong:
+            raise LoadFailed(f"{policy.source}: {', '.join(wrong)} not quantization modules. Fix the rule values.")
+        plan = {layer: (name, specs[name].variants[0]) for layer, name in plan_names.items()}
+        quantization_case(session, run, plan, gate)
+
+
 def _describe(result: ModuleResult, spec: ModuleSpec) -> None:
     result.kind, result.variants, result.exact = spec.kind, list(spec.variants), spec.exact
     result.bound = spec.bound.as_dict() if spec.bound else None
@@ -227,10 +288,12 @@ def judge_all(
     sources: list[ModuleSource],
     options: RunOptions,
     on_result: Callable[[ModuleResult], None],
+    available: list[ModuleSource] | None = None,
 ) -> list[ModuleResult]:
-    """Every source, `options.jobs` at a time; `on_result` sees each result as soon as it is known.
+    """Every source, then every policy in `options`, `options.jobs` at a time; `on_result` sees each result as soon
+    as it is known. Policies find their modules among `available` (default: `sources`).
 
-    Results come back in source order whatever order they finish in.
+    Results come back in source order, then policy order, whatever order they finish in.
     """
     run = RunContext(options)
     runnable, early = duplicate_results(sources)
@@ -248,9 +311,11 @@ def judge_all(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        by_name = {s.name: s for s in (available if available is not None else runnable)}
         with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
             judged = list(pool.map(lambda source: report(judge_module(source, options, run)), runnable))
+            judged += list(pool.map(lambda p: report(judge_policy(p, by_name, options, run)), options.policies))
     finally:
         torch.set_num_threads(threads)
-    order = {s.name: i for i, s in enumerate(sources)}
+    order = {name: i for i, name in enumerate([s.name for s in sources] + [p.name for p in options.policies])}
     return sorted(early + judged, key=lambda r: order.get(r.name, 0))

@@ -56,7 +56,8 @@ class Worker:
 
     def __init__(self, device: str) -> None:
         self.device = device
-        self.instance: object | None = None
+        self.instance: object | None = None  # the module the calls go to: the last one loaded
+        self.instances: dict[str, object] = {}  # every module loaded, by name (a mixed-precision plan uses several)
 
     def handle(self, message: dict[str, Any]) -> dict[str, Any]:
         op = message.get("op")
@@ -90,7 +91,7 @@ class Worker:
         return {"status": "ok", **out.message()}
 
     def _quantize_model(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Quantize every linear layer of the trained reference model; return packed weights and raw logits."""
+        """Quantize the trained reference model's layers by the plan; return packed weights and raw logits."""
         from harness.integration.model import Transformer
         from harness.integration.quantize import quant_plan, quantize_linears
         from harness.integration.runs import TaskSetup
@@ -100,7 +101,12 @@ class Worker:
         setup = TaskSetup.from_dict(message["setup"])
         model = Transformer(setup.model, reference_slots(), 0)
         model.load_state_dict(message["state"])
-        layers = quantize_linears(model, quant_plan(model, self.instance, message["variant"]))
+        plan = {}
+        for layer, (name, variant) in message["plan"].items():
+            if name not in self.instances:
+                return {"status": "raised", "message": f"module {name!r} is not loaded"}
+            plan.update(quant_plan(model, self.instances[name], variant, names=[layer]))
+        layers = quantize_linears(model, plan)
         logits = logits_for(model, [(x, x) for x in message["eval_inputs"]])
         return {
             "status": "ok",
@@ -124,7 +130,7 @@ class Worker:
         )
         spec, cls = load(source)
         if message.get("instantiate", True):
-            self.instance = cls()
+            self.instance = self.instances[spec.name] = cls()
         return {"status": "ok", "spec": spec.as_dict()}
 
 
