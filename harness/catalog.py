@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.contract import ModuleSpec
-from harness.judge.runner import LoadFailed, Session
 from harness.judge.sandbox import Contestant, Limits
+from harness.judge.session import LoadFailed, Session
 from harness.protocol import ContestantDied
 from harness.registry import ModuleSource, duplicate_names
 

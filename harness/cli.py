@@ -7,19 +7,23 @@ import json
 import os
 import secrets
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from harness.catalog import catalog
+from harness.gates.perf import PerfSettings
 from harness.integration.policy import MixedPrecisionPolicy, PolicyError, load_policies
+from harness.judge.base_branch import BaseBranchError, base_sources
 from harness.judge.runner import GATES, RunOptions, judge_all
 from harness.judge.sandbox import Limits
 from harness.kinds import KINDS
+from harness.perf.config import PerfConfigError, load_thresholds
+from harness.perf.timer import seconds
 from harness.registry import ModuleSource, module_sources
 from harness.results.document import ResultsDocument
 from harness.results.fingerprint import fingerprint
+from harness.results.records import PASSING
 from harness.scaffold import ScaffoldError, scaffold
 from harness.terminal import print_list, print_verdicts
 
@@ -85,6 +89,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="fix the input seed (default: a secret random seed)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="modules judged at once (default: 2 on machines with 2+ cores)")
+    parser.add_argument("--base", default=None, metavar="REF",
+                        help="time each module against its version at the merge-base of REF and HEAD (perf gate)")
     parser.add_argument("--config", type=Path, default=None,
                         help="pyproject.toml with [tool.harness.mixed_precision] policies "
                              "(default: the one beside the modules directory)")
@@ -115,12 +121,23 @@ def _sources(args: argparse.Namespace) -> list[ModuleSource]:
 
 
 def _policies(args: argparse.Namespace) -> list[MixedPrecisionPolicy]:
-    path = args.config or (args.modules_dir or default_modules_dir()).resolve().parent / "pyproject.toml"
+    path = _config_path(args)
     if args.config is not None and not path.is_file():
         raise UsageError(f"--config {path} does not exist.")
     try:
         return load_policies(path)
     except PolicyError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return args.config or (args.modules_dir or default_modules_dir()).resolve().parent / "pyproject.toml"
+
+
+def _perf_thresholds(args: argparse.Namespace) -> tuple[float | None, dict[str, float]]:
+    try:
+        return load_thresholds(_config_path(args))
+    except PerfConfigError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -173,17 +190,28 @@ def cmd_judge(args: argparse.Namespace) -> int:
         raise UsageError("--jobs must be at least 1")
     if args.seed is not None and args.seed < 0:
         raise UsageError("--seed must be a non-negative integer")
-    options = RunOptions(gates=gates, limits=limits, seed=seed, jobs=args.jobs, policies=tuple(policies))
+    default_threshold, per_kind = _perf_thresholds(args)
+    perf_settings = PerfSettings() if default_threshold is None else PerfSettings(threshold=default_threshold)
+    base_commit: str | None = None
+    base: dict[str, ModuleSource] = {}
+    if args.base is not None and "perf" in gates:
+        try:
+            base_commit, base = base_sources(args.base, args.modules_dir or default_modules_dir())
+        except BaseBranchError as exc:
+            raise UsageError(str(exc)) from None
+    options = RunOptions(gates=gates, limits=limits, seed=seed, jobs=args.jobs, policies=tuple(policies),
+                         perf=perf_settings, perf_thresholds=per_kind, base=base)
     env = fingerprint(
         device=args.device, threads=limits.threads, dtypes=checked_dtypes(), seed=seed,
         seed_policy=SEED_FIXED if args.seed is not None else SEED_SECRET,
     )
-    config = {"gates": list(gates), "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb,
-              "device": args.device, "modules_dir": str(args.modules_dir or default_modules_dir())}
+    config = {"gates": list(gates), "base_ref": args.base, "base_commit": base_commit,
+              "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb, "device": args.device,
+              "modules_dir": str(args.modules_dir or default_modules_dir())}
     document = ResultsDocument(env, config, args.out)
-    start = time.perf_counter()
+    start = seconds()
     results = judge_all(sources, options, document.add, available=available)
-    print_verdicts(results, time.perf_counter() - start)
+    print_verdicts(results, seconds() - start)
     if args.out is not None:
         print(f"results: {args.out / 'results.json'}")
-    return 0 if results and all(r.verdict == "pass" for r in results) else 1
+    return 0 if results and all(r.verdict in PASSING for r in results) else 1

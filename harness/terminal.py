@@ -49,8 +49,50 @@ def print_verdicts(results: Sequence[ModuleResult], seconds: float) -> None:
         print("\nquantized reference model (text task)")
         headers = ["module", "ppl (unquantized)", "change (limit)", "bytes", "codes", "min layer SQNR", "s", "result"]
         print(table(headers, quantized, max_width=60))
+    timed = perf_rows(results)
+    if timed:
+        print("\nperformance (time ratio candidate / baseline, interleaved in one process; 99% interval)")
+        headers = ["module", "case", "ratio [99% interval]", "candidate", "baseline", "roofline",
+                   "peak memory (ratio)", "blocks", "result"]
+        print(table(headers, timed, max_width=70))
     passed = sum(1 for r in results if r.verdict == "pass")
     print(f"\n{passed}/{len(results)} modules passed in {seconds:.1f} s")
+
+
+def _interval(ratio: float, low: float, high: float) -> str:
+    return f"{ratio:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _duration(ns: float) -> str:
+    return f"{ns / 1e3:.1f} us" if ns < 1e6 else f"{ns / 1e6:.2f} ms"
+
+
+def perf_rows(results: Sequence[ModuleResult]) -> list[list[str]]:
+    """One row per timed (case, mode), then one per geometric mean with the gate's verdict."""
+    rows = []
+    for r in results:
+        for g in r.gates:
+            if g.gate != "perf":
+                continue
+            for c in g.cases:
+                m = c["metrics"]
+                if "ratio" not in m:
+                    continue
+                roof = f"{m['roofline_pct']:.0f}% ({m['gbps']:.1f} GB/s)" if "roofline_pct" in m else ""
+                mem = (f"{m['candidate_peak_bytes'] / 2**20:.1f} MB ({m['memory_ratio']:.2f})"
+                       if "memory_ratio" in m else "")
+                rows.append([r.name, c["case"].removeprefix("perf/"), _interval(m["ratio"], m["ratio_low"],
+                             m["ratio_high"]), _duration(m["candidate_ns"]), _duration(m["baseline_ns"]), roof, mem,
+                             f"{m['blocks']:.0f}", "pass" if c["passed"] else c["failures"][0]])
+            for name in ("forward", "forward_backward", "all"):
+                if f"{name}.ratio" in g.summary:
+                    s = g.summary
+                    rows.append([r.name, f"geometric mean: {name.replace('_', '+')}",
+                                 _interval(s[f"{name}.ratio"], s[f"{name}.low"], s[f"{name}.high"]), "", "", "", "", "",
+                                 f"{g.verdict}: {g.reason}" if name == "all" else ""])
+            if not g.summary and g.verdict not in ("skipped",):
+                rows.append([r.name, "", "", "", "", "", "", "", f"{g.verdict}: {g.reason}"])
+    return rows
 
 
 def _integration_cases(results: Sequence[ModuleResult]) -> list[tuple[str, dict[str, Any]]]:

@@ -8,7 +8,6 @@ reference output.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 from harness.contract import ModuleSpec
 from harness.gates import compare
 from harness.kinds.base import CallArgs, Case, Kind, case_seed, generator, randn
+from harness.perf.timer import seconds
 from harness.protocol import Call, CandidateRaised, Reply
 
 Ask = Callable[[Call], Reply]
@@ -140,13 +140,13 @@ class CaseContext:
 
 def check_case(ctx: CaseContext) -> CaseResult:
     """Judge one (case, dtype); a module exception fails the case with its message."""
-    start = time.perf_counter()
+    start = seconds()
     try:
         result = ctx.kind.unit_case(ctx) or function_case(ctx)
     except CandidateRaised as exc:
         result = CaseResult(ctx.case.id, _dtype_name(ctx.dtype), False, failures=[f"module raised: {exc}"])
     result.sizes = dict(ctx.case.sizes)
-    result.seconds = time.perf_counter() - start
+    result.seconds = seconds() - start
     return result
 
 

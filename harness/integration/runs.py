@@ -16,6 +16,7 @@ from harness.integration.model import ModelConfig, Transformer
 from harness.integration.slots import Slots
 from harness.integration.tasks import IGNORE_INDEX, MQAR, Task, load_text_corpus
 from harness.integration.train import TrainConfig, logits_for, one_thread, train
+from harness.perf.timer import seconds
 
 
 @dataclass(frozen=True)
@@ -87,12 +88,11 @@ def run_setup(
     eval_inputs: list[torch.Tensor],
 ) -> RunOutput:
     """Build the model from `seed`, take the init pass, train on the task, and return logits for `eval_inputs`."""
-    import time
 
-    start = time.monotonic()
+    start = seconds()
     model = Transformer(setup.model, slots, seed)
     init_logits, init_grads = init_pass(model, *init_batch)
     log = train(model, make_task(setup.task), setup.train)
     logits = logits_for(model, [(x, x) for x in eval_inputs])
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return RunOutput(init_logits, init_grads, list(log.losses), logits, state, time.monotonic() - start)
+    return RunOutput(init_logits, init_grads, list(log.losses), logits, state, seconds() - start)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -13,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.integration.tasks import IGNORE_INDEX, Batch, Task, batches
+from harness.perf.timer import seconds
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
 
 def train(model: nn.Module, task: Task, cfg: TrainConfig) -> TrainLog:
     """Train `model` in place on `cfg.steps` batches of `task` drawn from `cfg.seed`; same seed, same losses."""
-    start = time.monotonic()
+    start = seconds()
     with one_thread():
         data = batches(task, "train", cfg.steps, cfg.batch_size, cfg.seq_len, cfg.seed)
         optimizer = _optimizer(model, cfg)
@@ -104,7 +104,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> TrainLog:
             losses.append(float(loss.detach()))
             if not math.isfinite(losses[-1]):
                 break  # nothing after a non-finite loss is worth the time; the log shows where it happened
-    return TrainLog(losses=tuple(losses), seconds=time.monotonic() - start)
+    return TrainLog(losses=tuple(losses), seconds=seconds() - start)
 
 
 def validation_batches(task: Task, cfg: TrainConfig) -> list[Batch]:

@@ -6,31 +6,31 @@ module's verdict, its finished cases are kept, and the judge moves on to the nex
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import torch
 
-from harness.contract import ModuleSpec
-from harness.gates import integration, unit
+from harness.contract import ErrorBound, ModuleSpec
+from harness.gates import integration, perf, unit
+from harness.gates.perf import PerfSettings
 from harness.integration.policy import MixedPrecisionPolicy
 from harness.integration.runs import TaskSetup
 from harness.integration.setups import DEFAULT_SETUPS
 from harness.judge.sandbox import Contestant, Limits
+from harness.judge.session import LoadFailed, Session
 from harness.kinds import KINDS
-from harness.protocol import Call, CandidateRaised, ContestantDied, Reply
+from harness.perf.roofline import Roofline, load_or_measure
+from harness.perf.timer import seconds
+from harness.protocol import CandidateRaised, ContestantDied
 from harness.registry import ModuleSource, duplicate_names
 from harness.results.records import GateResult, ModuleResult, overall
 
-GATES = ("unit", "integration")
-
-
-class LoadFailed(Exception):
-    """The module could not be imported or does not meet its kind's contract."""
+GATES = ("unit", "integration", "perf")
 
 
 @dataclass(frozen=True)
@@ -43,80 +43,23 @@ class RunOptions:
     jobs: int = 1  # modules judged at once, each in its own contestant process
     integration_setups: tuple[TaskSetup, ...] = DEFAULT_SETUPS  # tasks, models and training of the integration gate
     policies: tuple[MixedPrecisionPolicy, ...] = ()  # mixed-precision policies, judged after the modules
-
-
-class Session:
-    """A loaded module inside a contestant: sends calls and turns replies into Reply or exceptions."""
-
-    def __init__(self, contestant: Contestant) -> None:
-        self.contestant = contestant
-
-    def load(self, source: ModuleSource) -> ModuleSpec:
-        """Import, validate and instantiate the module in the contestant."""
-        return self._load(source, instantiate=True)
-
-    def load_only(self, source: ModuleSource) -> ModuleSpec:
-        """Import and validate the module without building an instance (for listing)."""
-        return self._load(source, instantiate=False)
-
-    def _load(self, source: ModuleSource, instantiate: bool) -> ModuleSpec:
-        message = {"op": "load", "source": source_message(source), "instantiate": instantiate}
-        reply = self.contestant.request(message)
-        if reply.get("status") == "ok" and isinstance(reply.get("spec"), dict):
-            return ModuleSpec.from_dict(reply["spec"])
-        self._raise_for(reply, LoadFailed)
-        raise LoadFailed(f"{source.where}: unexpected reply to load: {str(reply)[:200]}")
-
-    def send(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Any request; a module exception becomes CandidateRaised."""
-        reply = self.contestant.request(message)
-        if reply.get("status") == "ok":
-            return reply
-        self._raise_for(reply, CandidateRaised)
-        raise CandidateRaised(f"unexpected reply status {reply.get('status')!r}")
-
-    def ask(self, call: Call) -> Reply:
-        reply = self.contestant.request(call.message())
-        if reply.get("status") == "ok":
-            return Reply.from_message(reply)
-        self._raise_for(reply, CandidateRaised)
-        raise CandidateRaised(f"unexpected reply status {reply.get('status')!r}")
-
-    def _raise_for(self, reply: dict[str, Any], error: type[Exception]) -> None:
-        message = f"{reply.get('message', 'no message')}{_origin(str(reply.get('traceback', '')))}"
-        if reply.get("status") == "oom":
-            self.contestant.kill()
-            cap = self.contestant.limits.memory_mb
-            raise ContestantDied("oom", f"an allocation failed at the {cap} MiB memory cap: {message}")
-        raise error(message)
-
-
-def _origin(traceback_text: str) -> str:
-    """' (at file:line)' for the innermost frame of a contestant traceback, or ''."""
-    frames = [line.strip() for line in traceback_text.splitlines() if line.strip().startswith('File "')]
-    if not frames:
-        return ""
-    parts = frames[-1].split('"')
-    line = frames[-1].split(", line ")[1].split(",")[0] if ", line " in frames[-1] else "?"
-    return f" (at {parts[1]}:{line})" if len(parts) > 1 else ""
-
-
-def source_message(source: ModuleSource) -> dict[str, Any]:
-    return {
-        "name": source.name,
-        "kind": source.kind,
-        "path": str(source.path) if source.path else None,
-        "entry_point": source.entry_point,
-        "distribution": source.distribution,
-    }
+    perf: PerfSettings = field(default_factory=PerfSettings)  # measurement settings of the performance gate
+    perf_thresholds: dict[str, float] = field(default_factory=dict)  # per-kind slowdown threshold (pyproject)
+    base: dict[str, ModuleSource] = field(default_factory=dict)  # base-branch versions of modules, by name
 
 
 class RunContext:
-    """Judge-side state shared by every module of one run: references computed once."""
+    """Judge-side state shared by every module of one run: references computed once, the machine's roofline."""
 
     def __init__(self, options: RunOptions) -> None:
         self.unit = unit.ReferenceCache(options.seed)
         self.integration = integration.References(options.seed, options.integration_setups)
+        self._roofline: Roofline | None = None
+
+    def roofline(self, device: str = "cpu") -> Roofline:
+        if self._roofline is None:
+            self._roofline = load_or_measure(integration.CACHE_DIR, threads=1, device=device)
+        return self._roofline
 
 
 GateFn = Callable[[ModuleSpec, Session, RunContext, GateResult], None]
@@ -147,13 +90,13 @@ def integration_gate(spec: ModuleSpec, session: Session, run: RunContext, gate: 
         return
     for setup in run.integration.setups:
         gate.reason = f"while training on {setup.task}"
-        start = time.perf_counter()
+        start = seconds()
         try:
             reply = session.send(integration.request(spec, setup, run.integration, variants))
             case = integration.score_task(spec, setup, run.integration, variants, reply)
         except CandidateRaised as exc:
             case = integration.raised_case(setup, str(exc))
-        case["seconds"] = time.perf_counter() - start  # judge's clock: includes references it may train first
+        case["seconds"] = seconds() - start  # judge's clock: includes references it may train first
         gate.cases.append(case)
     _conclude(gate)
 
@@ -161,13 +104,13 @@ def integration_gate(spec: ModuleSpec, session: Session, run: RunContext, gate: 
 def quantization_case(session: Session, run: RunContext, plan: integration.LayerPlan, gate: GateResult) -> None:
     """Quantize the judge's trained reference model by `plan` in the contestant and score the result."""
     gate.reason = "while quantizing the trained reference model"
-    start = time.perf_counter()
+    start = seconds()
     setup, message = integration.quantization_request(plan, run.integration)
     try:
         case = integration.score_quantization(setup, run.integration, plan, session.send(message))
     except CandidateRaised as exc:
         case = integration.raised_case(setup, str(exc))
-    case["seconds"] = time.perf_counter() - start  # judge's clock: includes the reference it may train first
+    case["seconds"] = seconds() - start  # judge's clock: includes the reference it may train first
     case["case"] = "integration/quantized-text"
     gate.cases.append(case)
     _conclude(gate)
@@ -187,15 +130,17 @@ GATE_FUNCTIONS: dict[str, GateFn] = {"unit": unit_gate, "integration": integrati
 
 def judge_module(source: ModuleSource, options: RunOptions, run: RunContext) -> ModuleResult:
     """One module through every requested gate, each gate in a fresh contestant process."""
-    start = time.perf_counter()
+    start = seconds()
     result = ModuleResult(name=source.name, source=source.where, kind=source.kind)
     for gate_name in options.gates:
+        if gate_name == "perf":
+            continue  # timed later, one module at a time, with nothing else running (judge_perf)
         gate = GateResult(gate=gate_name, verdict="error")
         result.gates.append(gate)
         if gate_name != "unit" and any(g.gate == "unit" and g.verdict == "fail" for g in result.gates):
             gate.verdict, gate.reason = "skipped", "the unit gate failed; correctness comes first"
             continue
-        gate_start = time.perf_counter()
+        gate_start = seconds()
         try:
             with Contestant(options.limits, source.name) as contestant:
                 session = Session(contestant)
@@ -206,12 +151,53 @@ def judge_module(source: ModuleSource, options: RunOptions, run: RunContext) -> 
             gate.verdict, gate.reason = "error", f"could not load {source.where}: {exc}"
         except ContestantDied as died:
             gate.verdict, gate.reason = died.verdict, f"{died.reason} ({gate.reason})" if gate.reason else died.reason
-        gate.seconds = time.perf_counter() - gate_start
+        gate.seconds = seconds() - gate_start
         if gate.verdict in ("error", "timeout", "crash", "oom") and not gate.cases:
             break  # the module cannot even start; later gates would only repeat the same failure
     result.verdict, result.reason = overall(result.gates)
-    result.seconds = time.perf_counter() - start
+    result.seconds = seconds() - start
     return result
+
+
+def judge_perf(source: ModuleSource, result: ModuleResult, options: RunOptions, run: RunContext) -> ModuleResult:
+    """The performance gate of one module, appended to its result from the other gates."""
+    start = seconds()
+    gate = GateResult(gate="perf", verdict="error")
+    result.gates.append(gate)
+    earlier = [g for g in result.gates if g.gate != "perf"]
+    if any(g.verdict not in ("pass", "skipped") for g in earlier):
+        gate.verdict = "skipped"
+        gate.reason = "an earlier gate did not pass; speed is measured only for correct modules"
+    else:
+        try:
+            spec = _spec_for(source, result, options)
+            base = options.base.get(source.name)
+            threshold = options.perf_thresholds.get(spec.kind, options.perf.threshold)
+            settings = replace(options.perf, threshold=threshold)
+            roofline = run.roofline(options.limits.device)
+            judge = perf.PerfJudge(spec, source, base, options.limits, options.seed, roofline, settings)
+            perf.perf_gate(judge, gate, "base" if base else "reference")
+        except LoadFailed as exc:
+            gate.verdict, gate.reason = "error", f"could not load {source.where}: {exc}"
+        except ContestantDied as died:
+            gate.verdict, gate.reason = died.verdict, f"{died.reason} ({gate.reason})" if gate.reason else died.reason
+        except CandidateRaised as exc:
+            gate.verdict, gate.reason = "fail", f"module raised {gate.reason}: {exc}"
+    gate.seconds = seconds() - start
+    result.verdict, result.reason = overall(result.gates)
+    result.seconds += gate.seconds
+    return result
+
+
+def _spec_for(source: ModuleSource, result: ModuleResult, options: RunOptions) -> ModuleSpec:
+    """The module's spec: from an earlier gate of this run, or from importing it in a short-lived contestant."""
+    if result.kind and result.variants and result.exact is not None:
+        bound = ErrorBound(**result.bound) if result.bound else None
+        return ModuleSpec(source.name, result.kind, tuple(result.variants), result.exact, bound, "", result.source)
+    with Contestant(options.limits, source.name) as contestant:
+        spec = Session(contestant).load_only(source)
+    _describe(result, spec)
+    return spec
 
 
 def judge_policy(
@@ -221,7 +207,7 @@ def judge_policy(
 
     Only the integration gate applies; the unit (and any later) gate judges each module on its own.
     """
-    start = time.perf_counter()
+    start = seconds()
     result = ModuleResult(name=policy.name, source=policy.source, kind="quantization")
     result.exact = False
     for gate_name in options.gates:
@@ -230,16 +216,16 @@ def judge_policy(
         result.gates.append(gate)
         if gate_name != "integration":
             continue
-        gate_start = time.perf_counter()
+        gate_start = seconds()
         try:
             _policy_gate(policy, sources, options, run, gate)
         except LoadFailed as exc:
             gate.verdict, gate.reason = "error", str(exc)
         except ContestantDied as died:
             gate.verdict, gate.reason = died.verdict, f"{died.reason} ({gate.reason})" if gate.reason else died.reason
-        gate.seconds = time.perf_counter() - gate_start
+        gate.seconds = seconds() - gate_start
     result.verdict, result.reason = overall(result.gates)
-    result.seconds = time.perf_counter() - start
+    result.seconds = seconds() - start
     return result
 
 
@@ -267,6 +253,24 @@ def _describe(result: ModuleResult, spec: ModuleSpec) -> None:
     result.kind, result.variants, result.exact = spec.kind, list(spec.variants), spec.exact
     result.bound = spec.bound.as_dict() if spec.bound else None
     result.source = spec.source
+
+
+def perf_core() -> int:
+    return max(0, (os.cpu_count() or 1) - 1)
+
+
+@contextlib.contextmanager
+def _pinned_away(core: int) -> Iterator[None]:
+    """This thread kept off `core` (where contestants are timed) while inside; restored afterwards."""
+    if not hasattr(os, "sched_getaffinity") or (os.cpu_count() or 1) < 2:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, (before - {core}) or before)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def duplicate_results(sources: list[ModuleSource]) -> tuple[list[ModuleSource], list[ModuleResult]]:
@@ -315,6 +319,12 @@ def judge_all(
         with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
             judged = list(pool.map(lambda source: report(judge_module(source, options, run)), runnable))
             judged += list(pool.map(lambda p: report(judge_policy(p, by_name, options, run)), options.policies))
+        if "perf" in options.gates:
+            # One module at a time with nothing else running: the contestant pinned to the last core, the
+            # judge (this thread) to the others.
+            with _pinned_away(perf_core()):
+                for source, result in zip(runnable, judged, strict=False):
+                    report(judge_perf(source, result, options, run))
     finally:
         torch.set_num_threads(threads)
     order = {name: i for i, name in enumerate([s.name for s in sources] + [p.name for p in options.policies])}

@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.protocol import HEADER, MAX_FRAME, ContestantDied, ProtocolError, decode, encode
 
+SCAN_INTERVAL_S = 0.05  # the process-tree memory scan runs at most this often while a frame is in transit
 POLL_S = 0.1
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # Environment the child inherits; everything else (tokens, credentials, CI secrets) is dropped.
@@ -134,6 +135,7 @@ class Contestant:
         self._members: set[int] = set()
         self._killed_for: str | None = None
         self.proc: subprocess.Popen[bytes] | None = None
+        self._next_scan = 0.0
 
     def __enter__(self) -> Contestant:
         self.start()
@@ -208,6 +210,9 @@ class Contestant:
             self._killed_for = "timeout"
             self.kill()
             raise ContestantDied("timeout", f"no answer within the {self.limits.timeout_s:g} s limit; {self.tail()}")
+        if time.monotonic() < self._next_scan:
+            return  # a large frame arrives in many pipe-sized chunks; scanning /proc for each would dominate
+        self._next_scan = time.monotonic() + SCAN_INTERVAL_S
         table = _proc_table()
         self._members = _tree(self.proc.pid, table, self._members)
         resident = sum(table[pid].rss_pages for pid in self._members if pid in table) * PAGE
@@ -217,6 +222,13 @@ class Contestant:
             raise ContestantDied(
                 "oom", f"resident memory {resident >> 20} MiB passed the {self.limits.memory_mb} MiB cap; {self.tail()}"
             )
+
+    def members(self) -> set[int]:
+        """Pids of the contestant's process tree that are alive now (the contestant itself included)."""
+        assert self.proc is not None
+        table = _proc_table()
+        self._members = _tree(self.proc.pid, table, self._members)
+        return {pid for pid in self._members if pid in table and not table[pid].zombie}
 
     def _died(self) -> None:
         """The pipe closed: find out how the child ended and raise the matching verdict."""

@@ -88,6 +88,13 @@ class ActivationKind(Kind):
     def battery(self, variant: str) -> list[Case]:
         return [Case(variant=variant, label=label, regime=regime, sizes=sizes) for label, sizes, regime in _SHAPES]
 
+    def perf_cases(self, variant: str) -> list[Case]:
+        # 64 x 1024 (256 KB per tensor, cache resident) and 1024 x 4096 (16 MB per tensor, memory bound)
+        return [Case(variant, f"r{r}-h{h}", "normal", {"rows": r, "hidden": h}) for r, h in ((64, 1024), (1024, 4096))]
+
+    def salted_arg(self, variant: str) -> str:
+        return "gate" if variant == "swiglu" else "x"
+
     def make_inputs(self, case: Case, dtype: torch.dtype, gen: torch.Generator) -> CallArgs:
         shape = tuple(case.sizes.values())
         if case.variant != "swiglu":

@@ -239,6 +239,17 @@ class AttentionKind(Kind):
     def battery(self, variant: str) -> list[Case]:
         return _battery(variant)
 
+    def perf_cases(self, variant: str) -> list[Case]:
+        # Small: 4 heads x 128 tokens (~0.1 ms a call); large: 8 heads x 512 tokens, 8 MB of fp32 scores
+        # materialized by an eager kernel (~10 ms). Longer sequences would take most of the time budget.
+        kv = {"kvh": 2} if variant == "gqa" else {}
+        window = {"w": 64} if variant == "sliding_window" else {}
+        return [_case(variant, "normal", 1, 4, 128, 64, **kv, **window),
+                _case(variant, "normal", 1, 8, 512, 64, **kv, **window)]
+
+    def salted_arg(self, variant: str) -> str:
+        return "q"
+
     def make_inputs(self, case: Case, dtype: torch.dtype, gen: torch.Generator) -> CallArgs:
         s = case.sizes
         b, h, kvh, sq, sk, d = s["B"], s["H"], s["KVH"], s["SQ"], s["SK"], s["D"]

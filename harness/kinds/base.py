@@ -122,6 +122,36 @@ class Kind(ABC):
         """Judge one case in a kind-specific way; None means the standard forward/backward check applies."""
         return None
 
+    # --- performance gate -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def perf_cases(self, variant: str) -> list[Case]:
+        """Shapes the performance gate times: a small case (tens of microseconds a call) and a large one."""
+
+    perf_method: ClassVar[str] = "forward"  # the method the performance gate times
+
+    def salted_arg(self, variant: str) -> str:
+        """The floating tensor argument whose elements the timing pools salt before each call."""
+        return "x"
+
+    def timed_args(self, module: Any, args: CallArgs) -> CallArgs:
+        """The timed method's arguments from `make_inputs`' (work such as packing weights is done here, untimed)."""
+        return args
+
+    def reference_module(self, variant: str) -> Any:
+        """The kind's reference as an object with the module methods: the baseline a new module is timed against."""
+        return ReferenceForward(self, variant)
+
+
+class ReferenceForward:
+    """A kind's reference behind a module's `forward` signature."""
+
+    def __init__(self, kind: Kind, variant: str) -> None:
+        self.kind, self.variant = kind, variant
+
+    def forward(self, **args: Any) -> torch.Tensor:
+        return self.kind.reference(self.variant, args)
+
 
 @functools.cache
 def float16_supported() -> bool:

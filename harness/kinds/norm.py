@@ -101,6 +101,11 @@ class NormKind(Kind):
             for label, sizes, regime, eps in shapes
         ]
 
+    def perf_cases(self, variant: str) -> list[Case]:
+        # 64 x 1024 fp32 (256 KB, cache resident, ~tens of us) and 1024 x 4096 (16 MB, memory bound, ~ms)
+        return [Case(variant, f"r{r}-h{h}", "normal", {"rows": r, "hidden": h}, {"eps": 1e-5})
+                for r, h in ((64, 1024), (1024, 4096))]
+
     def make_inputs(self, case: Case, dtype: torch.dtype, gen: torch.Generator) -> CallArgs:
         shape = tuple(case.sizes.values())
         hidden = case.sizes["hidden"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -94,6 +94,24 @@ class QuantizationKind(Kind):
             cases.append(Case(variant, label, regime, sizes, {"group_size": g, "has_bias": bias}))
         return cases
 
+    perf_method: ClassVar[str] = "linear"
+
+    def perf_cases(self, variant: str) -> list[Case]:
+        # The quantized linear of a decode step (16 tokens, 1024 x 1024: ~0.1-1 ms) and of a prefill chunk
+        # (64 tokens, 2048 x 2048: 4M weights, 16 MB once dequantized to fp32).
+        g = 32 if variant == "int4_group" else None
+        return [Case(variant, f"o{o}-i{i}-n{n}" + (f"-g{g}" if g else ""), "normal",
+                     {"out_features": o, "in_features": i, "tokens": n}, {"group_size": g, "has_bias": True})
+                for o, i, n in ((1024, 1024, 16), (2048, 2048, 64))]
+
+    def timed_args(self, module: Any, args: CallArgs) -> CallArgs:
+        """The weight packed by `module`'s own quantize (untimed); the timed call is linear(x, packed, bias)."""
+        packed = module.quantize(weight=args["weight"], group_size=args["group_size"])
+        return {"x": args["x"], "packed": packed, "bias": args["bias"]}
+
+    def reference_module(self, variant: str) -> Any:
+        return ReferenceQuantization(self, variant)
+
     def make_inputs(self, case: Case, dtype: torch.dtype, gen: torch.Generator) -> CallArgs:
         """The linear's arguments: x (tokens, in), weight (out, in), bias (out) or None, group_size."""
         out_f, in_f, tokens = (case.sizes[k] for k in ("out_features", "in_features", "tokens"))
@@ -139,6 +157,23 @@ class QuantizationKind(Kind):
     def unit_case(self, ctx: CaseContext) -> CaseResult:
         """quantize (bits, determinism, hygiene), dequantize, linear with grad[x], then SQNR and storage."""
         return _QuantCase(self, ctx).run()
+
+
+class ReferenceQuantization:
+    """The kind's reference scheme behind a module's quantize / dequantize / linear signature."""
+
+    def __init__(self, kind: QuantizationKind, variant: str) -> None:
+        self.kind, self.variant = kind, variant
+
+    def quantize(self, weight: torch.Tensor, group_size: int | None) -> dict[str, torch.Tensor]:
+        return self.kind.reference_quantize(self.variant, weight, group_size)
+
+    def dequantize(self, packed: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.kind.reference_dequantize(self.variant, packed)
+
+    def linear(self, x: torch.Tensor, packed: dict[str, torch.Tensor], bias: torch.Tensor | None) -> torch.Tensor:
+        """Dequantize, then F.linear in x's dtype: the plain path a fused kernel is measured against."""
+        return F.linear(x, self.dequantize(packed).to(x.dtype), bias)
 
 
 def _weight(case: Case, shape: tuple[int, int], std: float, gen: torch.Generator) -> torch.Tensor:

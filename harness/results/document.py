@@ -14,7 +14,7 @@ import jsonschema
 
 from harness.results.records import VERDICTS, ModuleResult
 
-SCHEMA_VERSION = "1.1.0"  # 1.1: integration gate, gate verdict "skipped"
+SCHEMA_VERSION = "1.2.0"  # 1.1: integration gate, gate verdict "skipped"; 1.2: perf gate, summary, tampered/suspect
 SCHEMA_ID = "harness/schema/results.schema.json"
 
 
@@ -53,7 +53,9 @@ class ResultsDocument:
         self.modules: list[ModuleResult] = []
 
     def add(self, result: ModuleResult) -> None:
-        self.modules.append(result)
+        """Add a result; a result reported again (after its perf gate) keeps its place, rewritten."""
+        if not any(m is result for m in self.modules):
+            self.modules.append(result)
         if self.out_dir is not None:
             write_atomic(self.out_dir / "modules" / f"{result.name}.json", result.as_dict())
             write_atomic(self.out_dir / "results.json", self.as_dict())

@@ -7,8 +7,11 @@ from typing import Any
 
 # pass: every check held. fail: the module ran but a check did not hold. error: it could not be loaded or
 # broke the protocol. timeout / crash / oom: the contestant process hung, died, or passed its memory cap.
-VERDICTS = ("pass", "fail", "error", "timeout", "crash", "oom")
+# tampered: the performance gate found the candidate interfering with the measurement (a fact, not a statistic).
+# suspect: the performance gate measured a slowdown against the base branch smaller than its threshold.
+VERDICTS = ("pass", "fail", "error", "timeout", "crash", "oom", "tampered", "suspect")
 GATE_VERDICTS = (*VERDICTS, "skipped")  # skipped: the gate does not apply to this module (the reason says why)
+PASSING = ("pass", "suspect")  # verdicts that do not fail a run (suspect is shown, labelled, and not blocking)
 
 
 @dataclass
@@ -20,10 +23,12 @@ class GateResult:
     reason: str = ""
     cases: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    summary: dict[str, float] = field(default_factory=dict)  # gate-level figures, e.g. geometric-mean speed ratios
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "gate": self.gate,
+            "summary": {k: v if v == v and abs(v) != float("inf") else str(v) for k, v in self.summary.items()},
             "verdict": self.verdict,
             "reason": self.reason,
             "cases_total": len(self.cases),

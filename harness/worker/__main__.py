@@ -58,6 +58,7 @@ class Worker:
         self.device = device
         self.instance: object | None = None  # the module the calls go to: the last one loaded
         self.instances: dict[str, object] = {}  # every module loaded, by name (a mixed-precision plan uses several)
+        self.bench: Any = None  # the performance gate's PerfBench, created by perf_baseline
 
     def handle(self, message: dict[str, Any]) -> dict[str, Any]:
         op = message.get("op")
@@ -73,7 +74,38 @@ class Worker:
             if self.instance is None:
                 return {"status": "raised", "message": "no module loaded"}
             return self._integrate(message) if op == "integrate" else self._quantize_model(message)
+        if isinstance(op, str) and op.startswith("perf_"):
+            return self._perf(op, message)
         return {"status": "raised", "message": f"unknown op {op!r}"}
+
+    def _perf(self, op: str, message: dict[str, Any]) -> dict[str, Any]:
+        from harness.worker.perf import PerfBench
+
+        if op == "perf_baseline":
+            if self.instance is not None:
+                return {"status": "raised", "message": "the baseline must be prepared before any module is loaded"}
+            self.bench = PerfBench(self.device)
+            return self.bench.prepare_baseline(message, self._load_isolated)  # type: ignore[no-any-return]
+        if self.bench is None:
+            return {"status": "raised", "message": "perf_baseline first"}
+        if op == "perf_case":
+            return self.bench.setup_case(message, self.instance)  # type: ignore[no-any-return]
+        bench = self.bench
+        handlers = {
+            "perf_integrity": lambda: bench.integrity(), "perf_warmup": lambda: bench.warmup(message),
+            "perf_block": lambda: bench.block(message), "perf_outputs": lambda: bench.outputs(message),
+            "perf_memory": lambda: bench.memory(), "perf_fresh": lambda: bench.fresh(message),
+        }
+        if op not in handlers:
+            return {"status": "raised", "message": f"unknown op {op!r}"}
+        return handlers[op]()  # type: ignore[no-any-return]
+
+    def _load_isolated(self, src: dict[str, Any]) -> object:
+        """A module (the base branch's version of the candidate) loaded into its own registry, instantiated."""
+        from harness.registry import Registry, load
+
+        _, cls = load(_source(src), Registry())
+        return cls()
 
     def _integrate(self, message: dict[str, Any]) -> dict[str, Any]:
         """Train the integration model with the loaded module in its slot; return raw logits, never scores."""
@@ -116,22 +148,26 @@ class Worker:
         }
 
     def _load(self, message: dict[str, Any]) -> dict[str, Any]:
-        from pathlib import Path
+        from harness.registry import load
 
-        from harness.registry import ModuleSource, load
-
-        src = message["source"]
-        source = ModuleSource(
-            name=src["name"],
-            kind=src.get("kind"),
-            path=Path(src["path"]) if src.get("path") else None,
-            entry_point=src.get("entry_point"),
-            distribution=src.get("distribution"),
-        )
-        spec, cls = load(source)
+        spec, cls = load(_source(message["source"]))
         if message.get("instantiate", True):
             self.instance = self.instances[spec.name] = cls()
         return {"status": "ok", "spec": spec.as_dict()}
+
+
+def _source(src: dict[str, Any]) -> Any:
+    from pathlib import Path
+
+    from harness.registry import ModuleSource
+
+    return ModuleSource(
+        name=src["name"],
+        kind=src.get("kind"),
+        path=Path(src["path"]) if src.get("path") else None,
+        entry_point=src.get("entry_point"),
+        distribution=src.get("distribution"),
+    )
 
 
 def serve(inbox: BinaryIO, outbox: BinaryIO, device: str) -> None:

@@ -1,0 +1,1 @@
+"""Performance measurement: the one timer, statistics, integrity facts, input pools, memory, roofline."""

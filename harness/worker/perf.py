@@ -1,0 +1,213 @@
+"""Contestant side of the performance gate: candidate and baseline timed alternately in this one process.
+
+The judge drives every step: it sends the baseline to import (before the candidate), the input pools, the
+order of every round and the salt of every call, and it decides which outputs to see after each block. This
+side only runs the calls, times them with the one timer, and reports facts (integrity.py). A judge that
+trusts none of it checks the outputs, bounds the times by its own clock, watches threads and processes
+from /proc, and cross-checks the baseline in a worker that never imports the candidate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from harness.kinds import KINDS
+from harness.kinds.base import CallArgs, Kind
+from harness.perf.integrity import Snapshot, active_hooks, code_objects, ops_reached
+from harness.perf.memory import peak_bytes
+from harness.perf.pools import Salt, apply_salt
+from harness.perf.timer import make_timer, quiet_gc, warm_up
+
+
+@dataclass
+class _Pool:
+    """One input pool: raw arguments, the same prepared by each side's module, its salt, calls so far."""
+
+    raw: list[CallArgs]
+    prepared: dict[str, list[CallArgs]]
+    salt: Salt
+    calls: int = 0
+
+
+@dataclass
+class _Case:
+    method: str
+    backward: bool
+    grad_out: torch.Tensor | None
+    grad_names: tuple[str, ...]
+    modules: dict[str, Any]  # side -> module
+    pools: dict[str, _Pool]
+    outputs: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
+
+
+def _drop(out: torch.Tensor) -> None:
+    return None
+
+
+def _to(value: Any, device: str) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to(v, device) for k, v in value.items()}
+    return value
+
+
+class PerfBench:
+    """Holds the baseline, the candidate and the current case; answers the judge's perf_* requests."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.timer = make_timer(device)
+        self.kind: Kind | None = None
+        self.baseline: Any = None
+        self.snapshot: Snapshot | None = None
+        self.threads = torch.get_num_threads()
+        self.case: _Case | None = None
+
+    # --- before the candidate is imported ------------------------------------------------------------
+
+    def prepare_baseline(
+        self, message: dict[str, Any], load_isolated: Callable[[dict[str, Any]], Any]
+    ) -> dict[str, Any]:
+        """Import the baseline, pin this process, run the baseline once to learn what it reaches, snapshot."""
+        if "core" in message and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {int(message["core"])})
+        kind = KINDS[message["kind"]]
+        variant = str(message["variant"])
+        self.kind = kind
+        spec = message["baseline"]
+        self.baseline = kind.reference_module(variant) if spec is None else load_isolated(spec)
+        probe = _to(message["probe"], self.device)
+        args = kind.timed_args(self.baseline, probe)
+        grad_names = tuple(message["grad_names"])
+        method = getattr(self.baseline, kind.perf_method)
+
+        def once() -> None:
+            leaves = {n: args[n].detach().requires_grad_(True) for n in grad_names}
+            with torch.enable_grad():
+                out = method(**{**args, **leaves})
+            if grad_names:
+                out.backward(torch.ones_like(out))
+
+        ops = ops_reached(once)
+        code = code_objects(method) + code_objects(kind.reference) + code_objects(type(kind).reference)
+        self.snapshot = Snapshot.take(ops, code)
+        return {"status": "ok", "ops": sorted(ops), "threads": self.threads}
+
+    # --- after -------------------------------------------------------------------------------------------
+
+    def integrity(self) -> dict[str, Any]:
+        """What changed since the snapshot, and which hooks are active now."""
+        assert self.snapshot is not None, "perf_baseline first"
+        later = Snapshot.take(set(self.snapshot.dispatch), [])
+        changed = [c for c in self.snapshot.changes(later) if not c.startswith("baseline code")]
+        return {"status": "ok", "changed": changed, "hooks": active_hooks(self.threads)}
+
+    def setup_case(self, message: dict[str, Any], candidate: Any) -> dict[str, Any]:
+        """The judge's pools, each prepared by every side's module (e.g. its own weight packing), untimed."""
+        assert self.kind is not None and self.baseline is not None, "perf_baseline first"
+        everyone = {"candidate": candidate, "baseline": self.baseline}
+        modules = {side: everyone[side] for side in message["sides"]}
+        pools = {}
+        for name, entries in message["pools"].items():
+            raw = [_to(entry, self.device) for entry in entries]
+            prepared = {side: [self.kind.timed_args(module, e) for e in raw] for side, module in modules.items()}
+            pools[name] = _Pool(raw, prepared, Salt.from_message(message["salts"][name]))
+        grad_out = message.get("grad_out")
+        self.case = _Case(self.kind.perf_method, bool(message["backward"]),
+                          None if grad_out is None else _to(grad_out, self.device), tuple(message["grad_names"]),
+                          modules, pools)
+        return {"status": "ok"}
+
+    def _call(self, side: str, pool: str, index: int, keep: Callable[[torch.Tensor], None]) -> Callable[[], object]:
+        """The timed closure for `side` on entry `index` of `pool`: forward without autograd, or with backward."""
+        case = self.case
+        assert case is not None
+        args = case.pools[pool].prepared[side][index]
+        method = getattr(case.modules[side], case.method)
+        if not case.backward:
+            def forward() -> None:
+                with torch.no_grad():
+                    keep(method(**args))
+            return forward
+        leaves = {n: args[n].detach().requires_grad_(True) for n in case.grad_names}
+        full = {**args, **leaves}
+        grad_out = case.grad_out
+
+        def forward_backward() -> None:
+            with torch.enable_grad():
+                out = method(**full)
+                out.backward(grad_out)
+            keep(out.detach())
+        return forward_backward
+
+    def warmup(self, message: dict[str, Any]) -> dict[str, Any]:
+        case = self.case
+        assert case is not None
+        pool = next(iter(case.pools))
+        calls = [self._call(side, pool, 0, _drop) for side in case.modules]
+        rounds = warm_up(self.timer, calls, float(message["seconds"]))
+        # one more timed call each: the judge sizes blocks from these
+        times = {side: [self.timer.time(self._call(side, pool, 0, _drop))] for side in case.modules}
+        return {"status": "ok", "rounds": rounds, "ns": times}
+
+    def block(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Timed rounds in the judge's order, each side on the pool the judge assigned it for this block; every
+        call's input salted first; outputs kept until the judge has picked the ones it checks."""
+        case = self.case
+        assert case is not None
+        case.outputs.clear()
+        order: list[list[str]] = message["order"]
+        assigned: dict[str, str] = message["pools"]  # side -> pool for this block
+        salts: dict[str, torch.Tensor] = message["salt_values"]  # pool -> one value per round
+        times: dict[str, list[int]] = {side: [] for side in case.modules}
+        hooks_before = active_hooks(self.threads)
+        with quiet_gc():
+            for r, sides in enumerate(order):
+                for side in sides:
+                    pool = case.pools[assigned[side]]
+                    index = pool.calls % len(pool.raw)
+                    apply_salt(pool.raw[index], pool.salt, index, salts[assigned[side]][r])
+                    pool.calls += 1
+                    call = self._call(side, assigned[side], index, self._keeper(case, (r, side)))
+                    times[side].append(self.timer.time(call))
+        return {"status": "ok", "ns": times, "hooks": sorted(set(hooks_before + active_hooks(self.threads)))}
+
+    @staticmethod
+    def _keeper(case: _Case, key: tuple[int, str]) -> Callable[[torch.Tensor], None]:
+        def keep(out: torch.Tensor) -> None:
+            case.outputs[key] = out
+        return keep
+
+    def outputs(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Outputs of the calls the judge picked from the last block, then the block's outputs are dropped."""
+        case = self.case
+        assert case is not None
+        picked = [case.outputs.get((int(r), str(name))) for r, name in message["picks"]]
+        case.outputs.clear()
+        return {"status": "ok", "outputs": [None if t is None else t.detach().to("cpu") for t in picked]}
+
+    def memory(self) -> dict[str, Any]:
+        """Peak tensor bytes of one call per side (outside any timed region)."""
+        case = self.case
+        assert case is not None
+        pool = next(iter(case.pools))
+        return {"status": "ok", "peak_bytes": {side: peak_bytes(self._call(side, pool, 0, _drop), self.device)
+                                               for side in case.modules}}
+
+    def fresh(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Outputs on inputs never seen in timing, for the judge to check after timing."""
+        case = self.case
+        assert case is not None and self.kind is not None
+        out: dict[str, Any] = {}
+        for side, module in case.modules.items():
+            args = self.kind.timed_args(module, _to(message["inputs"][side], self.device))
+            with torch.no_grad():
+                result = getattr(module, case.method)(**args)
+            out[side] = result.detach().to("cpu") if isinstance(result, torch.Tensor) else None
+        return {"status": "ok", "outputs": out}
