@@ -211,7 +211,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     document = ResultsDocument(env, config, args.out)
     start = seconds()
     results = judge_all(sources, options, document.add, available=available)
-    print_verdicts(results, seconds() - start)
+    print_verdicts(results, seconds() - start, env)
     if args.out is not None:
         print(f"results: {args.out / 'results.json'}")
     return 0 if results and all(r.verdict in PASSING for r in results) else 1

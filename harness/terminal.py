@@ -32,7 +32,17 @@ def print_list(entries: Sequence[CatalogEntry]) -> None:
           (f", {broken} failed to register" if broken else ""))
 
 
-def print_verdicts(results: Sequence[ModuleResult], seconds: float) -> None:
+def provenance(env: dict[str, Any]) -> str:
+    """One line naming where every figure above it comes from."""
+    commit = str(env.get("git_commit", "?"))[:12] + (" (dirty)" if env.get("git_dirty") else "")
+    dtypes = ", ".join(env.get("dtypes", []))
+    policy = str(env.get("seed_policy", "")).split(":")[0]
+    return (f"figures: device {env.get('device')}, {env.get('threads')} thread(s), dtypes {dtypes} (perf: float32), "
+            f"torch {env.get('torch_version')}, harness {env.get('harness_version')}, commit {commit}, "
+            f"{env.get('date')}, seed {env.get('seed')} ({policy})")
+
+
+def print_verdicts(results: Sequence[ModuleResult], seconds: float, env: dict[str, Any] | None = None) -> None:
     rows = []
     for r in results:
         gates = " ".join(f"{g.gate}:{g.verdict}({sum(1 for c in g.cases if c['passed'])}/{len(g.cases)})"
@@ -57,6 +67,8 @@ def print_verdicts(results: Sequence[ModuleResult], seconds: float) -> None:
         print(table(headers, timed, max_width=70))
     passed = sum(1 for r in results if r.verdict == "pass")
     print(f"\n{passed}/{len(results)} modules passed in {seconds:.1f} s")
+    if env:
+        print(provenance(env))
 
 
 def _interval(ratio: float, low: float, high: float) -> str:

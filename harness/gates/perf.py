@@ -249,7 +249,10 @@ class PerfJudge:
         tick_ms = 1000.0 / os.sysconf("SC_CLK_TCK")
         busy = {tid: (after[tid] - ticks.get(tid, 0)) * tick_ms for tid in after if tid != pid}
         worst = max(busy.items(), key=lambda kv: kv[1], default=(0, 0.0))
-        if worst[1] > self.settings.busy_thread_ms:
+        # A thread spinning on the timed core gets about half of a block; more than a quarter of it, or the
+        # absolute limit, is flagged (never less than one clock tick: the kernel counts CPU time in ticks).
+        limit = max(tick_ms, min(self.settings.busy_thread_ms, 0.25 * wall / 1e6))
+        if worst[1] > limit:
             raise Tampered(f"thread {worst[0]} of the contestant used {worst[1]:.0f} ms of CPU during a timed block "
                            "(only the timing thread may run)")
         others = contestant.members() - {pid}
@@ -374,7 +377,7 @@ def perf_gate(judge: PerfJudge, gate: GateResult, base_label: str) -> None:
         with Contestant(judge.limits, judge.spec.name) as contestant:
             session = Session(contestant)
             gate.reason = "while preparing the baseline"
-            session.send(judge.baseline_message())
+            threads = int(session.send(judge.baseline_message())["threads"])
             session.load(judge.source)
             judge.integrity(session, "after importing the candidate")
             for case, backward in judge.plan:
@@ -389,7 +392,7 @@ def perf_gate(judge: PerfJudge, gate: GateResult, base_label: str) -> None:
         gate.verdict, gate.reason = "tampered", str(exc)
         return
     summary, decision = summarize(measurements, judge.settings.threshold)
-    gate.summary = summary
+    gate.summary = {**summary, "threads": float(threads), "threshold": judge.settings.threshold}
     failures = [f for c in gate.cases for f in c["failures"]] + fresh
     if failures:
         gate.verdict, gate.reason = "fail", failures[0]
