@@ -17,7 +17,6 @@ import os
 import random
 import statistics
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -403,8 +402,3 @@ def perf_gate(judge: PerfJudge, gate: GateResult, base_label: str) -> None:
     gate.verdict = decision.outcome if base_label == "base" and decision.outcome in ("fail", "suspect") else "pass"
     gate.reason = f"vs {base_label}: {decision.reason}"
 
-
-def cache_dir() -> Path:
-    from harness.gates.integration import CACHE_DIR
-
-    return CACHE_DIR

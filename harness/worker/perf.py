@@ -10,6 +10,7 @@ from /proc, and cross-checks the baseline in a worker that never imports the can
 from __future__ import annotations
 
 import os
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,7 @@ class PerfBench:
         self.kind: Kind | None = None
         self.baseline: Any = None
         self.snapshot: Snapshot | None = None
+        self.code: list[types.CodeType] = []  # the baseline's code objects, kept so later snapshots cover them
         self.threads = torch.get_num_threads()
         self.case: _Case | None = None
 
@@ -95,8 +97,8 @@ class PerfBench:
                 out.backward(torch.ones_like(out))
 
         ops = ops_reached(once)
-        code = code_objects(method) + code_objects(kind.reference) + code_objects(type(kind).reference)
-        self.snapshot = Snapshot.take(ops, code)
+        self.code = code_objects(method) + code_objects(kind.reference) + code_objects(type(kind).reference)
+        self.snapshot = Snapshot.take(ops, self.code)
         return {"status": "ok", "ops": sorted(ops), "threads": self.threads}
 
     # --- after -------------------------------------------------------------------------------------------
@@ -104,9 +106,8 @@ class PerfBench:
     def integrity(self) -> dict[str, Any]:
         """What changed since the snapshot, and which hooks are active now."""
         assert self.snapshot is not None, "perf_baseline first"
-        later = Snapshot.take(set(self.snapshot.dispatch), [])
-        changed = [c for c in self.snapshot.changes(later) if not c.startswith("baseline code")]
-        return {"status": "ok", "changed": changed, "hooks": active_hooks(self.threads)}
+        later = Snapshot.take(set(self.snapshot.dispatch), self.code)
+        return {"status": "ok", "changed": self.snapshot.changes(later), "hooks": active_hooks(self.threads)}
 
     def setup_case(self, message: dict[str, Any], candidate: Any) -> dict[str, Any]:
         """The judge's pools, each prepared by every side's module (e.g. its own weight packing), untimed."""
