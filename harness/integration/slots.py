@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import torch
 
 from harness.kinds import KINDS
+from harness.kinds.attention import reference_attention
 
 # Attention variants a causal decoder can use: the model always calls causal=True without a padding mask,
 # so a module declaring only non_causal or key_padding has nothing to say about this model.
@@ -72,20 +73,8 @@ class Slots:
 
 
 def _reference_attention(variant: str) -> AttentionFn:
-    kind = KINDS["attention"]
-
-    def attention(
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        causal: bool,
-        window: int | None,
-        key_padding_mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        args = {"q": q, "k": k, "v": v, "causal": causal, "window": window, "key_padding_mask": key_padding_mask}
-        return kind.reference(variant, args)
-
-    return attention
+    """The attention kind's reference: one function for every variant (the masks arrive as arguments)."""
+    return reference_attention
 
 
 def _reference_norm(variant: str) -> NormFn:
