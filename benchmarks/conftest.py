@@ -29,5 +29,9 @@ CLOCK = ContestantClock()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--harness-device", default="cpu", choices=("cpu", "cuda"),
-                     help="device the benchmarked modules run on (cuda: CUDA-event timing)")
+    parser.addoption(
+        "--harness-device",
+        default="cpu",
+        choices=("cpu", "cuda"),
+        help="device the benchmarked modules run on (cuda: CUDA-event timing)",
+    )

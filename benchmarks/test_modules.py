@@ -18,20 +18,37 @@ import pytest
 import torch
 
 from benchmarks.conftest import CLOCK
-from harness.gates import perf
-from harness.gates.integration import CACHE_DIR
+from harness.core import paths
+from harness.core.contract import ModuleSource
+from harness.gates.performance.inputs import Mode, TimingPlan
+from harness.gates.performance.measure import measure
+from harness.gates.performance.report import record
+from harness.gates.performance.tamper import Watch
 from harness.judge.sandbox import Contestant, Limits
 from harness.judge.session import Session
-from harness.kinds import KINDS
+from harness.perf.config import PerfSettings
 from harness.perf.pools import salt_values
 from harness.perf.roofline import load_or_measure
-from harness.registry import ModuleSource, module_sources
+from harness.perf.timer import timing_core
+from harness.protocol.messages import PerfBlock, PerfOutputs
+from harness.registry.sources import module_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = module_sources(ROOT / "modules", entry_points=True)
 ROUNDS_S = 0.5  # pytest-benchmark rounds per benchmark: about this many seconds of calls, 5 to 200 rounds
-EXTRA = ("ratio", "ratio_low", "ratio_high", "candidate_ns", "baseline_ns", "gbps", "gflops", "roofline_pct",
-         "candidate_peak_bytes", "baseline_peak_bytes", "memory_ratio")
+EXTRA = (
+    "ratio",
+    "ratio_low",
+    "ratio_high",
+    "candidate_ns",
+    "baseline_ns",
+    "gbps",
+    "gflops",
+    "roofline_pct",
+    "candidate_peak_bytes",
+    "baseline_peak_bytes",
+    "memory_ratio",
+)
 
 
 class ModuleBench:
@@ -41,18 +58,21 @@ class ModuleBench:
         limits = Limits(timeout_s=600, device=device)
         with Contestant(limits, source.name) as probe:
             spec = Session(probe).load_only(source)
-        self.judge = perf.PerfJudge(spec, source, None, limits, 0, load_or_measure(CACHE_DIR), perf.PerfSettings())
+        self.device = device
+        self.plan = TimingPlan(spec, 0, PerfSettings())
+        self.watch = Watch(self.plan)
+        self.roofline = load_or_measure(paths.CACHE_DIR, device=device)
         self.contestant = Contestant(limits, source.name).__enter__()
         self.session = Session(self.contestant)
-        self.session.send(self.judge.baseline_message())
+        self.session.send(self.plan.baseline_request(None, timing_core()))
         self.session.load(source)
-        self.cases = KINDS[spec.kind].perf_cases(spec.variants[0])
+        self.cases = self.plan.kind.perf_cases(self.plan.variant)
 
     def measure(self, index: int) -> tuple[list[int], dict[str, Any]]:
         """The gate's interleaved measurement of case `index`, then the candidate's own call times."""
         case = self.cases[index]
-        m = self.judge.measure(self.session, self.contestant, case, backward=False)
-        metrics = self.judge.record(m, {})["metrics"]
+        m = measure(self.plan, self.watch, self.session, Mode(case, backward=False))
+        metrics = record(self.plan, self.roofline, m, {}).metrics
         per_call = max(1.0, metrics["candidate_ns"])
         rounds = int(min(200, max(5, ROUNDS_S * 1e9 / per_call)))
         per_block = max(1, int(metrics["rounds_per_block"]))  # the gate's block size, so outputs held stay small
@@ -60,13 +80,21 @@ class ModuleBench:
         while len(times) < rounds:
             count = min(per_block, rounds - len(times))
             values = {"A": salt_values(len(times), count, torch.float32)}
-            reply = self.session.send({"op": "perf_block", "order": [["candidate"]] * count,
-                                       "pools": {"candidate": "A"}, "salt_values": values})
-            self.session.send({"op": "perf_outputs", "picks": []})
-            times += [int(ns) for ns in reply["ns"]["candidate"]]
+            reply = self.session.send(
+                PerfBlock(order=[["candidate"]] * count, pools={"candidate": "A"}, salt_values=values)
+            )
+            self.session.send(PerfOutputs(picks=[]))
+            times += reply.ns["candidate"]
         extra = {k: metrics[k] for k in EXTRA if k in metrics}
-        extra.update({"case": case.id, "dtype": "float32", "device": self.judge.limits.device,
-                      "torch": torch.__version__, "interval": "99% t interval over blocks"})
+        extra.update(
+            {
+                "case": case.id,
+                "dtype": "float32",
+                "device": self.device,
+                "torch": torch.__version__,
+                "interval": "99% t interval over blocks",
+            }
+        )
         return times, extra
 
     def close(self) -> None:

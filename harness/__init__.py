@@ -3,9 +3,8 @@
 Contributors use `register` and `ErrorBound`; everything else is the harness's own machinery.
 """
 
-from harness.contract import ErrorBound, ModuleSpec
-from harness.registry import register
-
-__version__ = "0.1.0"
+from harness.core.contract import ErrorBound, ModuleSpec
+from harness.core.version import __version__
+from harness.registry.loader import register
 
 __all__ = ["ErrorBound", "ModuleSpec", "__version__", "register"]

@@ -26,8 +26,21 @@ def broken_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("broken")
     sandbox = tmp_path_factory.mktemp("contestants")
     proc = run_harness(
-        "run", "--modules-dir", str(BROKEN), "--no-entry-points", "--out", str(out),
-        "--timeout", str(TIMEOUT_S), "--memory-mb", str(MEMORY_MB), "--seed", "7", "--gates", "unit", tmpdir=sandbox,
+        "run",
+        "--modules-dir",
+        str(BROKEN),
+        "--no-entry-points",
+        "--out",
+        str(out),
+        "--timeout",
+        str(TIMEOUT_S),
+        "--memory-mb",
+        str(MEMORY_MB),
+        "--seed",
+        "7",
+        "--gates",
+        "unit",
+        tmpdir=sandbox,
     )
     document = json.loads((out / "results.json").read_text())
     return {
@@ -146,9 +159,23 @@ def test_contestants_die_with_a_killed_judge(tmp_path: Path) -> None:
     """Even when the judge itself is SIGKILLed mid-run (a cancelled CI job), its contestant does not survive."""
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     judge = subprocess.Popen(
-        [sys.executable, "-m", "harness", "check", "hangs", "--modules-dir", str(BROKEN), "--no-entry-points",
-         "--gates", "unit", "--timeout", "120"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "check",
+            "hangs",
+            "--modules-dir",
+            str(BROKEN),
+            "--no-entry-points",
+            "--gates",
+            "unit",
+            "--timeout",
+            "120",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while not worker_processes(tmp_path) and time.monotonic() < deadline:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import torch
+
 from harness.kinds import KINDS
 from harness.results.document import validate
 from tests.conftest import run_harness
@@ -21,11 +24,8 @@ def test_unknown_gate_is_a_usage_error() -> None:
     assert proc.returncode == 2 and "unknown gate" in proc.stderr
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device, so --device cuda is valid here")
 def test_cuda_without_gpu_is_a_usage_error() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        return
     proc = run_harness("check", "silu", "--device", "cuda")
     assert proc.returncode == 2 and "CUDA" in proc.stderr
 
@@ -46,8 +46,9 @@ def test_scaffolds_pass_check_for_every_variant(tmp_path: Path) -> None:
             assert proc.returncode == 0, proc.stderr
             names.append(name)
     out = tmp_path / "out"
-    proc = run_harness("check", *names, "--modules-dir", str(tmp_path), "--no-entry-points", "--out", str(out),
-                       "--gates", "unit")
+    proc = run_harness(
+        "check", *names, "--modules-dir", str(tmp_path), "--no-entry-points", "--out", str(out), "--gates", "unit"
+    )
     document = json.loads((out / "results.json").read_text())
     validate(document)
     failed = {m["name"]: m["reason"] for m in document["modules"] if m["verdict"] != "pass"}

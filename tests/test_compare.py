@@ -6,9 +6,10 @@ import math
 
 import torch
 
-from harness.contract import ErrorBound
-from harness.gates.compare import compare_approximate, compare_exact, error_stats
-from harness.kinds.base import TolerancePolicy
+from harness.core.compare import compare_approximate, compare_exact
+from harness.core.contract import ErrorBound
+from harness.core.numerics import error_stats
+from harness.core.tolerance import TolerancePolicy
 
 
 def softmax_case(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -41,8 +41,9 @@ def site(tmp_path: Path) -> Path:
 
 def harness_with(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(site)}
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=600
+    )
 
 
 def test_entry_point_module_is_listed_with_its_distribution(site: Path) -> None:
@@ -63,7 +64,8 @@ def test_entry_point_module_is_judged(site: Path, tmp_path: Path) -> None:
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; this machine has none")
 def test_check_on_cuda(tmp_path: Path) -> None:
-    proc = harness_with(tmp_path, "check", "silu", "rms_norm_torch", "--device", "cuda", "--gates", "unit",
-                        "--out", str(tmp_path))
+    proc = harness_with(
+        tmp_path, "check", "silu", "rms_norm_torch", "--device", "cuda", "--gates", "unit", "--out", str(tmp_path)
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads((tmp_path / "results.json").read_text())["environment"]["device"].startswith("cuda")

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from harness.core.contract import ModuleSource
 from harness.integration import (
     IGNORE_INDEX,
     MQAR,
@@ -35,7 +36,7 @@ from harness.integration import (
     slots_from_modules,
     train,
 )
-from harness.registry import ModuleSource, Registry, load
+from harness.registry.loader import Registry, load
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, d_ff=48, max_seq=32)

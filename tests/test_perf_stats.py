@@ -35,16 +35,19 @@ def test_geometric_mean_pools_the_cases() -> None:
     assert g.low < g.estimate < g.high and g.half_width < 0.02  # two independent cases: narrower than each
 
 
-@pytest.mark.parametrize(("estimate", "half", "outcome"), [
-    (1.002, 0.001, "pass"),  # a steady 0.2% bias excludes 1.0 but is no regression
-    (1.000, 0.03, "pass"),
-    (1.04, 0.02, "suspect"),  # slower for sure, by less than half the threshold
-    (1.06, 0.03, "suspect"),  # beyond half the threshold, but the interval reaches below it
-    (1.10, 0.02, "fail"),  # a 10% slowdown: the whole interval is beyond 5%
-    (1.30, 0.10, "fail"),
-    (0.85, 0.02, "faster"),
-    (1.03, 0.05, "pass"),  # too noisy to say
-])
+@pytest.mark.parametrize(
+    ("estimate", "half", "outcome"),
+    [
+        (1.002, 0.001, "pass"),  # a steady 0.2% bias excludes 1.0 but is no regression
+        (1.000, 0.03, "pass"),
+        (1.04, 0.02, "suspect"),  # slower for sure, by less than half the threshold
+        (1.06, 0.03, "suspect"),  # beyond half the threshold, but the interval reaches below it
+        (1.10, 0.02, "fail"),  # a 10% slowdown: the whole interval is beyond 5%
+        (1.30, 0.10, "fail"),
+        (0.85, 0.02, "faster"),
+        (1.03, 0.05, "pass"),  # too noisy to say
+    ],
+)
 def test_decision_needs_effect_and_interval(estimate: float, half: float, outcome: str) -> None:
     decision = decide(_ratio(estimate, half), threshold=0.10)
     assert decision.outcome == outcome, decision.reason

@@ -6,16 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.contract import ErrorBound
-from harness.registry import (
-    ModuleSource,
-    RegistrationError,
-    Registry,
-    duplicate_names,
-    load,
-    module_sources,
-    validate,
-)
+from harness.core.contract import ErrorBound, ModuleSource
+from harness.registry.loader import RegistrationError, Registry, load, validate
+from harness.registry.sources import duplicate_names, module_sources
 
 SOURCE = "/somewhere/modules/norm/my_norm.py"
 
@@ -26,8 +19,14 @@ class MyNorm:
 
 
 def check(cls: type, **overrides: object) -> object:
-    options: dict[str, object] = {"kind": "norm", "variant": "rms_norm", "exact": True, "bound": None,
-                                  "name": None, "source": SOURCE}
+    options: dict[str, object] = {
+        "kind": "norm",
+        "variant": "rms_norm",
+        "exact": True,
+        "bound": None,
+        "name": None,
+        "source": SOURCE,
+    }
     options.update(overrides)
     return validate(cls, **options)  # type: ignore[arg-type]
 
@@ -38,24 +37,51 @@ def test_valid_module_gives_its_spec() -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "needle"),
+    ("overrides", "needle", "fix"),
     [
-        ({"kind": "normalization"}, "unknown kind 'normalization'"),
-        ({"variant": "batch_norm"}, "defines variants ['layer_norm', 'rms_norm'], found ['batch_norm']"),
-        ({"exact": "yes"}, "exact must be True or False"),
-        ({"bound": ErrorBound(min_sqnr_db=40)}, "exact=True modules are judged by the norm tolerance policy"),
-        ({"exact": False, "bound": ErrorBound(min_sqnr_db=5.0)}, "looser than the norm floor"),
-        ({"name": "MyNorm"}, "must be a lower_snake_case identifier"),
-        ({"source": "/x/modules/norm/other_norm.py"}, "name 'other_norm' expects class 'OtherNorm', found 'MyNorm'"),
+        ({"kind": "normalization"}, "unknown kind 'normalization'", "pass kind=<one of those>."),
+        (
+            {"variant": "batch_norm"},
+            "defines variants ['layer_norm', 'rms_norm'], found ['batch_norm']",
+            "declare variant=<one of those> (or a tuple of several).",
+        ),
+        (
+            {"exact": "yes"},
+            "exact must be True or False, found 'yes'.",
+            "declare exact=True, or exact=False with bound=ErrorBound(...) if the module approximates.",
+        ),
+        (
+            {"exact": False, "bound": {"max_abs": 1.0}},
+            "bound must be a harness.ErrorBound, found dict.",
+            "pass bound=ErrorBound(...), imported with `from harness import ErrorBound`.",
+        ),
+        (
+            {"bound": ErrorBound(min_sqnr_db=40)},
+            "exact=True modules are judged by the norm tolerance policy",
+            "drop bound=..., or declare exact=False if the module approximates.",
+        ),
+        (
+            {"exact": False, "bound": ErrorBound(min_sqnr_db=5.0)},
+            "looser than the norm floor",
+            "tighten the bound or improve the approximation.",
+        ),
+        ({"name": "MyNorm"}, "must be a lower_snake_case identifier", "rename the file."),
+        (
+            {"source": "/x/modules/norm/other_norm.py"},
+            "name 'other_norm' expects class 'OtherNorm', found 'MyNorm'",
+            "rename the class to OtherNorm.",
+        ),
     ],
 )
-def test_contract_violations_name_the_file_and_fix(overrides: dict[str, object], needle: str) -> None:
+def test_contract_violations_name_the_file_and_fix(overrides: dict[str, object], needle: str, fix: str) -> None:
     with pytest.raises(RegistrationError) as info:
         check(MyNorm, **overrides)
     message = str(info.value)
-    assert needle in message
-    assert message.startswith(str(overrides.get("source", SOURCE)))
-    assert "Fix:" in message or "must be True or False" in message
+    assert message.startswith(f"{overrides.get('source', SOURCE)}: class MyNorm: "), message
+    problem, _, given_fix = message.partition(" Fix: ")
+    assert needle in problem, message
+    assert given_fix == fix, message  # every registration error ends with its whole fix, exactly
+    assert "Fix:" not in problem, message
 
 
 def test_approximate_bound_is_merged_with_the_floor() -> None:

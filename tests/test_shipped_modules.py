@@ -13,7 +13,7 @@ import pytest
 from harness.judge.runner import RunOptions, judge_all
 from harness.judge.sandbox import Limits
 from harness.kinds import KINDS
-from harness.registry import module_sources
+from harness.registry.sources import module_sources
 from harness.results.records import ModuleResult
 from tests.conftest import REPO, run_harness
 
@@ -37,8 +37,8 @@ def test_shipped_module_passes_unit_gate(shipped: dict[str, ModuleResult], sourc
     cases = result.gates[0].cases
     for variant in result.variants:
         expected = len(kind.battery(variant)) * len(kind.dtypes(variant))
-        assert sum(1 for c in cases if c["case"].startswith(f"{variant}/")) == expected
-    assert {c["dtype"] for c in cases} >= {"float32", "bfloat16"}
+        assert sum(1 for c in cases if c.case.startswith(f"{variant}/")) == expected
+    assert {c.dtype for c in cases} >= {"float32", "bfloat16"}
 
 
 def test_list_json_covers_every_kind() -> None:

@@ -68,14 +68,19 @@ def load_policies(pyproject: Path) -> list[MixedPrecisionPolicy]:
     for name, rules in table.items():
         where = f"{pyproject} [{TABLE}.{name}]"
         if not NAME.match(name):
-            raise PolicyError(f"{where}: policy names are lower_snake_case like module names, found {name!r}. "
-                              "Fix: rename the table.")
+            raise PolicyError(
+                f"{where}: policy names are lower_snake_case like module names, found {name!r}. Fix: rename the table."
+            )
         if not isinstance(rules, dict) or not rules:
-            raise PolicyError(f"{where}: expected a table of \"layer pattern\" = \"quantization module\" entries, "
-                              f"found {rules!r}. Fix: add at least one rule, e.g. \"layers.*\" = \"int8_channel\".")
+            raise PolicyError(
+                f'{where}: expected a table of "layer pattern" = "quantization module" entries, '
+                f'found {rules!r}. Fix: add at least one rule, e.g. "layers.*" = "int8_channel".'
+            )
         bad = [f"{k!r} = {v!r}" for k, v in rules.items() if not isinstance(v, str) or not NAME.match(v)]
         if bad:
-            raise PolicyError(f"{where}: each rule's value is a quantization module name, found {', '.join(bad)}. "
-                              "Fix: use a name `harness list` shows.")
+            raise PolicyError(
+                f"{where}: each rule's value is a quantization module name, found {', '.join(bad)}. "
+                "Fix: use a name `harness list` shows."
+            )
         policies.append(MixedPrecisionPolicy(name, tuple(rules.items()), f"{pyproject.name} [{TABLE}.{name}]"))
     return policies

@@ -54,16 +54,6 @@ class RunOutput:
     state: dict[str, torch.Tensor]  # trained weights (the reference's feed the quantization step)
     seconds: float
 
-    def message(self, with_state: bool = False) -> dict[str, Any]:
-        return {
-            "init_logits": self.init_logits,
-            "init_grads": self.init_grads,
-            "losses": self.losses,
-            "eval_logits": self.eval_logits,
-            "state": self.state if with_state else {},
-            "seconds": self.seconds,
-        }
-
 
 def init_pass(
     model: Transformer, inputs: torch.Tensor, targets: torch.Tensor

@@ -13,7 +13,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from harness.registry import ModuleSource, module_sources
+from harness.core.contract import ModuleSource
+from harness.registry.sources import module_sources
 
 
 class BaseBranchError(RuntimeError):
@@ -34,8 +35,9 @@ def base_sources(ref: str, modules_dir: Path) -> tuple[str, dict[str, ModuleSour
     try:
         commit = _git(repo, "merge-base", ref, "HEAD")
     except BaseBranchError as exc:
-        raise BaseBranchError(f"{exc}. Fix: fetch the base branch (git fetch origin main) or pass an existing ref "
-                              "to --base.") from None
+        raise BaseBranchError(
+            f"{exc}. Fix: fetch the base branch (git fetch origin main) or pass an existing ref to --base."
+        ) from None
     where = Path(tempfile.mkdtemp(prefix="harness-base-"))
     _git(repo, "worktree", "add", "--detach", str(where / "tree"), commit)
     atexit.register(_remove, repo, where)
@@ -46,6 +48,7 @@ def base_sources(ref: str, modules_dir: Path) -> tuple[str, dict[str, ModuleSour
 
 
 def _remove(repo: Path, where: Path) -> None:
-    subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(where / "tree")],
-                   capture_output=True, check=False)
+    subprocess.run(
+        ["git", "-C", str(repo), "worktree", "remove", "--force", str(where / "tree")], capture_output=True, check=False
+    )
     shutil.rmtree(where, ignore_errors=True)

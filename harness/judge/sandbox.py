@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.protocol import HEADER, MAX_FRAME, ContestantDied, ProtocolError, decode, encode
+from harness.protocol.errors import ContestantDied
+from harness.protocol.frames import HEADER, MAX_FRAME, ProtocolError, decode, encode
+from harness.protocol.messages import Exit
+from harness.results.records import Verdict
 
 SCAN_INTERVAL_S = 0.05  # the process-tree memory scan runs at most this often while a frame is in transit
 POLL_S = 0.1
@@ -39,8 +42,6 @@ WORKER_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONUNBUFFERED": "1",
 }
-_SIGNAL_VERDICTS = {signal.SIGSEGV: "crash", signal.SIGABRT: "crash", signal.SIGBUS: "crash", signal.SIGFPE: "crash",
-                    signal.SIGILL: "crash"}
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def _proc_table() -> dict[int, Proc]:
                 stat = handle.read().decode(errors="replace")
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         table[int(entry)] = Proc(int(fields[1]), int(fields[3]), int(fields[21]), fields[0] == "Z")
     return table
 
@@ -133,7 +134,6 @@ class Contestant:
         self._home = tempfile.TemporaryDirectory(prefix="harness-contestant-")
         self._log_path = Path(self._home.name) / "output.log"
         self._members: set[int] = set()
-        self._killed_for: str | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self._next_scan = 0.0
 
@@ -148,14 +148,32 @@ class Contestant:
         _become_subreaper()
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
-        cmd = [sys.executable, "-m", "harness.worker", "--in-fd", str(to_child_r), "--out-fd", str(from_child_w),
-               "--memory-mb", str(self.limits.memory_mb), "--threads", str(self.limits.threads),
-               "--device", self.limits.device]
+        cmd = [
+            sys.executable,
+            "-m",
+            "harness.worker",
+            "--in-fd",
+            str(to_child_r),
+            "--out-fd",
+            str(from_child_w),
+            "--memory-mb",
+            str(self.limits.memory_mb),
+            "--threads",
+            str(self.limits.threads),
+            "--device",
+            self.limits.device,
+        ]
         with open(self._log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                pass_fds=(to_child_r, from_child_w), start_new_session=True, close_fds=True,
-                env=scrubbed_env(self._home.name), cwd=self._home.name,
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(to_child_r, from_child_w),
+                start_new_session=True,
+                close_fds=True,
+                env=scrubbed_env(self._home.name),
+                cwd=self._home.name,
             )
         os.close(to_child_r)
         os.close(from_child_w)
@@ -177,7 +195,7 @@ class Contestant:
             return decode(self._read(size))
         except ProtocolError as exc:
             self.kill()
-            raise ContestantDied("error", f"the contestant broke the protocol: {exc}") from None
+            raise ContestantDied(Verdict.ERROR, f"the contestant broke the protocol: {exc}") from None
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -186,7 +204,7 @@ class Contestant:
             _, ready, _ = select.select([], [self._send_fd], [], POLL_S)
             if ready:
                 try:
-                    view = view[os.write(self._send_fd, view[: 1 << 20]):]
+                    view = view[os.write(self._send_fd, view[: 1 << 20]) :]
                 except BrokenPipeError:
                     self._died()
 
@@ -207,9 +225,9 @@ class Contestant:
         """Enforce the deadline and the memory cap; raise ContestantDied when either is crossed."""
         assert self.proc is not None
         if time.monotonic() > self.deadline:
-            self._killed_for = "timeout"
             self.kill()
-            raise ContestantDied("timeout", f"no answer within the {self.limits.timeout_s:g} s limit; {self.tail()}")
+            limit = self.limits.timeout_s
+            raise ContestantDied(Verdict.TIMEOUT, f"no answer within the {limit:g} s limit; {self.tail()}")
         if time.monotonic() < self._next_scan:
             return  # a large frame arrives in many pipe-sized chunks; scanning /proc for each would dominate
         self._next_scan = time.monotonic() + SCAN_INTERVAL_S
@@ -217,10 +235,10 @@ class Contestant:
         self._members = _tree(self.proc.pid, table, self._members)
         resident = sum(table[pid].rss_pages for pid in self._members if pid in table) * PAGE
         if resident > self.limits.memory_mb * 1024 * 1024:
-            self._killed_for = "oom"
             self.kill()
+            cap = self.limits.memory_mb
             raise ContestantDied(
-                "oom", f"resident memory {resident >> 20} MiB passed the {self.limits.memory_mb} MiB cap; {self.tail()}"
+                Verdict.OOM, f"resident memory {resident >> 20} MiB passed the {cap} MiB cap; {self.tail()}"
             )
 
     def members(self) -> set[int]:
@@ -237,13 +255,12 @@ class Contestant:
             code = self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise ContestantDied("crash", f"the contestant closed its reply pipe; {self.tail()}") from None
+            raise ContestantDied(Verdict.CRASH, f"the contestant closed its reply pipe; {self.tail()}") from None
         self.kill()
         if code < 0:
             sig = signal.Signals(-code)
-            verdict = _SIGNAL_VERDICTS.get(sig, "crash")
-            raise ContestantDied(verdict, f"killed by {sig.name} before answering; {self.tail()}")
-        raise ContestantDied("crash", f"exited with code {code} before answering; {self.tail()}")
+            raise ContestantDied(Verdict.CRASH, f"killed by {sig.name} before answering; {self.tail()}")
+        raise ContestantDied(Verdict.CRASH, f"exited with code {code} before answering; {self.tail()}")
 
     def tail(self, lines: int = 12) -> str:
         """The last lines the child printed, for error messages."""
@@ -299,7 +316,7 @@ class Contestant:
         if self.proc.poll() is None:
             try:
                 os.set_blocking(self._send_fd, True)
-                os.write(self._send_fd, encode({"op": "exit"}))
+                os.write(self._send_fd, encode(Exit().to_frame()))
             except OSError:
                 pass
             try:

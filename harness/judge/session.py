@@ -1,13 +1,20 @@
-"""A contestant as the judge talks to it: load a module, send requests, turn failures into exceptions."""
+"""A contestant as the judge talks to it: typed requests, replies validated on receipt, failures as exceptions."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TypeVar, cast
 
-from harness.contract import ModuleSpec
-from harness.judge.sandbox import Contestant
-from harness.protocol import Call, CandidateRaised, ContestantDied, Reply
-from harness.registry import ModuleSource
+from harness.core.contract import ModuleSource, ModuleSpec
+from harness.judge.sandbox import Contestant, Limits
+from harness.protocol.codec import Message
+from harness.protocol.errors import CandidateRaised, ContestantDied
+from harness.protocol.frames import ProtocolError
+from harness.protocol.messages import Failed, FailureStatus, Load, Request
+from harness.results.records import Verdict
+
+R = TypeVar("R", bound=Message)
 
 
 class LoadFailed(Exception):
@@ -15,10 +22,21 @@ class LoadFailed(Exception):
 
 
 class Session:
-    """A loaded module inside a contestant: sends calls and turns replies into Reply or exceptions."""
+    """A contestant with modules loaded into it: sends requests and turns replies into typed messages or exceptions.
+
+    Implements `harness.gates.base.Channel`.
+    """
 
     def __init__(self, contestant: Contestant) -> None:
         self.contestant = contestant
+
+    @property
+    def pid(self) -> int:
+        assert self.contestant.proc is not None
+        return self.contestant.proc.pid
+
+    def members(self) -> set[int]:
+        return self.contestant.members()
 
     def load(self, source: ModuleSource) -> ModuleSpec:
         """Import, validate and instantiate the module in the contestant."""
@@ -29,35 +47,29 @@ class Session:
         return self._load(source, instantiate=False)
 
     def _load(self, source: ModuleSource, instantiate: bool) -> ModuleSpec:
-        message = {"op": "load", "source": source_message(source), "instantiate": instantiate}
-        reply = self.contestant.request(message)
-        if reply.get("status") == "ok" and isinstance(reply.get("spec"), dict):
-            return ModuleSpec.from_dict(reply["spec"])
-        self._raise_for(reply, LoadFailed)
-        raise LoadFailed(f"{source.where}: unexpected reply to load: {str(reply)[:200]}")
+        try:
+            return self.send(Load(source=source, instantiate=instantiate)).spec
+        except CandidateRaised as exc:
+            raise LoadFailed(str(exc)) from None
 
-    def send(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Any request; a module exception becomes CandidateRaised."""
-        reply = self.contestant.request(message)
-        if reply.get("status") == "ok":
-            return reply
-        self._raise_for(reply, CandidateRaised)
-        raise CandidateRaised(f"unexpected reply status {reply.get('status')!r}")
+    def send(self, request: Request[R]) -> R:
+        """The reply to `request`, checked against its type; CandidateRaised when the module raised."""
+        frame = self.contestant.request(request.to_frame())
+        try:
+            if frame.get("op") == Failed.op:
+                self._raise_for(Failed.from_frame(frame))
+            return cast(R, type(request).reply.from_frame(frame))
+        except ProtocolError as exc:
+            self.contestant.kill()
+            raise ContestantDied(Verdict.ERROR, f"the contestant broke the protocol: {exc}") from None
 
-    def ask(self, call: Call) -> Reply:
-        reply = self.contestant.request(call.message())
-        if reply.get("status") == "ok":
-            return Reply.from_message(reply)
-        self._raise_for(reply, CandidateRaised)
-        raise CandidateRaised(f"unexpected reply status {reply.get('status')!r}")
-
-    def _raise_for(self, reply: dict[str, Any], error: type[Exception]) -> None:
-        message = f"{reply.get('message', 'no message')}{_origin(str(reply.get('traceback', '')))}"
-        if reply.get("status") == "oom":
+    def _raise_for(self, failed: Failed) -> None:
+        message = f"{failed.message}{_origin(failed.traceback)}"
+        if failed.status is FailureStatus.OOM:
             self.contestant.kill()
             cap = self.contestant.limits.memory_mb
-            raise ContestantDied("oom", f"an allocation failed at the {cap} MiB memory cap: {message}")
-        raise error(message)
+            raise ContestantDied(Verdict.OOM, f"an allocation failed at the {cap} MiB memory cap: {message}")
+        raise CandidateRaised(message)
 
 
 def _origin(traceback_text: str) -> str:
@@ -70,13 +82,8 @@ def _origin(traceback_text: str) -> str:
     return f" (at {parts[1]}:{line})" if len(parts) > 1 else ""
 
 
-def source_message(source: ModuleSource) -> dict[str, Any]:
-    return {
-        "name": source.name,
-        "kind": source.kind,
-        "path": str(source.path) if source.path else None,
-        "entry_point": source.entry_point,
-        "distribution": source.distribution,
-    }
-
-
+@contextmanager
+def open_session(limits: Limits, label: str) -> Iterator[Session]:
+    """A fresh contestant process as a Session; its whole process tree is killed on exit."""
+    with Contestant(limits, label) as contestant:
+        yield Session(contestant)

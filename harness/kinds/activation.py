@@ -8,8 +8,10 @@ from typing import ClassVar
 
 import torch
 
-from harness.contract import ErrorBound
-from harness.kinds.base import CallArgs, Case, Kind, TolerancePolicy, randn, uniform
+from harness.core.contract import ErrorBound
+from harness.core.seeding import randn, uniform
+from harness.core.tolerance import TolerancePolicy
+from harness.kinds.base import CallArgs, Case, Kind
 
 # (label, sizes, regime); the sizes multiply out to the tensor's shape in order.
 _SHAPES: tuple[tuple[str, dict[str, int], str], ...] = (

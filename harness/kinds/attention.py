@@ -7,8 +7,10 @@ from typing import ClassVar
 
 import torch
 
-from harness.contract import ErrorBound
-from harness.kinds.base import CallArgs, Case, Kind, TolerancePolicy, randn
+from harness.core.contract import ErrorBound
+from harness.core.seeding import randn
+from harness.core.tolerance import TolerancePolicy
+from harness.kinds.base import CallArgs, Case, Kind
 
 # Raw scaled scores q.k/sqrt(D) of unit-normal q, k are ~N(0, 1); scaling q and k by 10 makes them
 # ~N(0, 100), so the largest reach several hundred and exp() of an unshifted score overflows even fp32
@@ -244,8 +246,10 @@ class AttentionKind(Kind):
         # materialized by an eager kernel (~10 ms). Longer sequences would take most of the time budget.
         kv = {"kvh": 2} if variant == "gqa" else {}
         window = {"w": 64} if variant == "sliding_window" else {}
-        return [_case(variant, "normal", 1, 4, 128, 64, **kv, **window),
-                _case(variant, "normal", 1, 8, 512, 64, **kv, **window)]
+        return [
+            _case(variant, "normal", 1, 4, 128, 64, **kv, **window),
+            _case(variant, "normal", 1, 8, 512, 64, **kv, **window),
+        ]
 
     def salted_arg(self, variant: str) -> str:
         return "q"

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from enum import StrEnum
+from typing import Any, ClassVar
 
 import torch
 
-from harness.contract import ErrorBound
-
-if TYPE_CHECKING:
-    from harness.gates.unit import CaseContext, CaseResult
+from harness.core.contract import ErrorBound
+from harness.core.tolerance import TolerancePolicy
 
 Scalar = int | float | bool | None
 CallArgs = dict[str, Any]  # keyword arguments of one call: tensors and scalars
@@ -35,28 +33,11 @@ class Case:
         return f"{self.variant}/{self.label}/{self.regime}"
 
 
-@dataclass(frozen=True)
-class TolerancePolicy:
-    """When an exact module's result is close enough to the float64 oracle.
+class CallStyle(StrEnum):
+    """The shape of a kind's methods, which decides how the unit gate exercises a module."""
 
-    Following the FlashAttention tests: the candidate's error against the oracle may be at most
-    `multiplier` times the error of the kind's reference run in the same dtype, plus `floor_eps` machine
-    epsilons of that dtype times the oracle's largest magnitude. The reference's own error sets the scale,
-    so honest low-precision results pass while a silent downcast or a sloppy reduction does not.
-    """
-
-    multiplier: float = 3.0  # allowed ratio of candidate error to same-dtype reference error
-    floor_eps: float = 4.0  # absolute floor, in machine epsilons of the dtype, relative to max|oracle|
-
-    def __post_init__(self) -> None:
-        if self.multiplier < 1.0 or self.floor_eps < 0.0:
-            raise ValueError(f"TolerancePolicy needs multiplier >= 1 and floor_eps >= 0, got {self}")
-
-    def bound(self, reference_error: float, oracle_scale: float, dtype: torch.dtype) -> float:
-        """Largest candidate error (max abs against the oracle) that still passes."""
-        ref = reference_error if reference_error == reference_error and reference_error != float("inf") else 0.0
-        floor = self.floor_eps * torch.finfo(dtype).eps * max(oracle_scale, torch.finfo(dtype).tiny)
-        return self.multiplier * ref + floor
+    FUNCTION = "function"  # forward(**args) -> Tensor, differentiable in the kind's grad_inputs
+    QUANTIZER = "quantizer"  # quantize(weight, group_size) -> packed, dequantize(packed), linear(x, packed, bias)
 
 
 class Kind(ABC):
@@ -74,6 +55,9 @@ class Kind(ABC):
     methods: ClassVar[Mapping[str, tuple[str, ...]]]
     error_floor: ClassVar[ErrorBound]  # loosest bound an approximate module may declare
     tolerance: ClassVar[TolerancePolicy] = TolerancePolicy()
+    # How a module of this kind is called: FUNCTION (one differentiable call, judged on its output and
+    # gradients) or QUANTIZER (quantize, dequantize, linear). The unit gate picks its check by this.
+    calls: ClassVar[CallStyle] = CallStyle.FUNCTION
 
     def dtypes(self, variant: str) -> tuple[torch.dtype, ...]:
         """Dtypes the unit gate checks; float16 joins when this machine computes it."""
@@ -118,10 +102,6 @@ class Kind(ABC):
         """
         return {}
 
-    def unit_case(self, ctx: CaseContext) -> CaseResult | None:
-        """Judge one case in a kind-specific way; None means the standard forward/backward check applies."""
-        return None
-
     # --- performance gate -------------------------------------------------------------------------------
 
     @abstractmethod
@@ -162,27 +142,3 @@ def float16_supported() -> bool:
     except (RuntimeError, NotImplementedError):
         return False
     return True
-
-
-def case_seed(run_seed: int, case_id: str, dtype: torch.dtype, salt: str = "") -> int:
-    """Deterministic per-case seed derived from the run's secret seed."""
-    digest = hashlib.sha256(f"{run_seed}|{case_id}|{dtype}|{salt}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def generator(seed: int) -> torch.Generator:
-    gen = torch.Generator(device="cpu")
-    gen.manual_seed(seed)
-    return gen
-
-
-def randn(shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator, scale: float = 1.0) -> torch.Tensor:
-    """Normal samples drawn in float64 and rounded once to `dtype`, so every dtype sees the same values."""
-    return (torch.randn(shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
-
-
-def uniform(shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator, low: float, high: float) -> torch.Tensor:
-    return (torch.rand(shape, generator=gen, dtype=torch.float64) * (high - low) + low).to(dtype)
-
-
-ReferenceFn = Callable[[CallArgs], torch.Tensor]

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 
-from harness.contract import ErrorBound
-from harness.kinds.base import CallArgs, Case, Kind, TolerancePolicy, randn, uniform
-
-if TYPE_CHECKING:
-    pass
+from harness.core.contract import ErrorBound
+from harness.core.seeding import randn, uniform
+from harness.core.tolerance import TolerancePolicy
+from harness.kinds.base import CallArgs, Case, Kind
 
 _Shape = tuple[str, dict[str, int], str, float]  # (label, sizes, regime, eps); the last size is the normalized dim
 
@@ -103,8 +102,10 @@ class NormKind(Kind):
 
     def perf_cases(self, variant: str) -> list[Case]:
         # 64 x 1024 fp32 (256 KB, cache resident, ~tens of us) and 1024 x 4096 (16 MB, memory bound, ~ms)
-        return [Case(variant, f"r{r}-h{h}", "normal", {"rows": r, "hidden": h}, {"eps": 1e-5})
-                for r, h in ((64, 1024), (1024, 4096))]
+        return [
+            Case(variant, f"r{r}-h{h}", "normal", {"rows": r, "hidden": h}, {"eps": 1e-5})
+            for r, h in ((64, 1024), (1024, 4096))
+        ]
 
     def make_inputs(self, case: Case, dtype: torch.dtype, gen: torch.Generator) -> CallArgs:
         shape = tuple(case.sizes.values())

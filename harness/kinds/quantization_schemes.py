@@ -36,7 +36,6 @@ VARIANTS = {
 QMAX = {"int8_channel": 127.0, "int4_group": 7.0, "fp8_e4m3": 448.0}
 CODE_BITS = {"int8_channel": 8, "int4_group": 4, "fp8_e4m3": 8}
 GROUP_SIZES = (32, 64, 128)  # int4_group only
-PACKED_KEYS = ("qweight", "scale")
 
 
 def group_width(variant: str, in_features: int, group_size: int | None) -> int:

@@ -10,26 +10,11 @@ the entry's position and that call's value (`salted_entry`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from harness.kinds.base import CallArgs, generator
-
-
-@dataclass(frozen=True)
-class Salt:
-    """Which tensor argument is salted, and where in each pool entry."""
-
-    name: str  # a floating-point tensor argument of the timed method
-    positions: tuple[int, ...]  # flat index per pool entry
-
-    def as_message(self) -> dict[str, object]:
-        return {"name": self.name, "positions": list(self.positions)}
-
-    @classmethod
-    def from_message(cls, data: dict[str, object]) -> Salt:
-        return cls(str(data["name"]), tuple(int(p) for p in data["positions"]))  # type: ignore[attr-defined]
+from harness.core.seeding import generator
+from harness.kinds.base import CallArgs
+from harness.protocol.messages import Salt
 
 
 def salt_for(pool: list[CallArgs], name: str, seed: int) -> Salt:

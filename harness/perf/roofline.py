@@ -51,8 +51,12 @@ class Roofline:
         return max(moved / self.bandwidth_at(moved), flops / self.matmul_gflops)  # GB/s = bytes/ns
 
     def as_dict(self) -> dict[str, object]:
-        return {"bandwidth": {str(k): v for k, v in self.bandwidth.items()}, "matmul_gflops": self.matmul_gflops,
-                "threads": self.threads, "machine": self.machine}
+        return {
+            "bandwidth": {str(k): v for k, v in self.bandwidth.items()},
+            "matmul_gflops": self.matmul_gflops,
+            "threads": self.threads,
+            "machine": self.machine,
+        }
 
 
 def machine_key(threads: int, device: str = "cpu") -> str:
@@ -98,6 +102,7 @@ def _copies(dst: torch.Tensor, src: torch.Tensor, calls: int) -> Callable[[], ob
     def run() -> None:
         for _ in range(calls):
             dst.copy_(src)
+
     return run
 
 
@@ -107,8 +112,12 @@ def load_or_measure(cache_dir: Path, threads: int = 1, device: str = "cpu") -> R
     path = cache_dir / f"roofline-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if path.exists():
         data = json.loads(path.read_text())
-        return Roofline({int(k): float(v) for k, v in data["bandwidth"].items()}, float(data["matmul_gflops"]),
-                        int(data["threads"]), str(data["machine"]))
+        return Roofline(
+            {int(k): float(v) for k, v in data["bandwidth"].items()},
+            float(data["matmul_gflops"]),
+            int(data["threads"]),
+            str(data["machine"]),
+        )
     roofline = measure(threads, device=device)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(roofline.as_dict(), indent=1))

@@ -30,8 +30,14 @@ class Ratio:
     df: float  # degrees of freedom of the t interval
 
     def as_dict(self) -> dict[str, float]:
-        return {"ratio": self.estimate, "low": self.low, "high": self.high, "blocks": float(self.blocks),
-                "log_se": self.log_se, "df": self.df}
+        return {
+            "ratio": self.estimate,
+            "low": self.low,
+            "high": self.high,
+            "blocks": float(self.blocks),
+            "log_se": self.log_se,
+            "df": self.df,
+        }
 
     @property
     def half_width(self) -> float:

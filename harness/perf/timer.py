@@ -12,6 +12,7 @@ overhead from what is measured (`graphs=True`).
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -106,7 +107,7 @@ def now_ns() -> int:
 
 @contextmanager
 def quiet_gc() -> Iterator[None]:
-    """Garbage collection paused for a measured stretch, restored (and run once) afterwards."""
+    """Garbage collection paused for a measured stretch, and re-enabled afterwards if it was enabled before."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -129,3 +130,22 @@ def warm_up(timer: Timer, calls: list[Callable[[], object]], seconds: float, min
             timer.time(fn)
         rounds += 1
     return rounds
+
+
+def timing_core() -> int:
+    """The CPU core timed contestants are pinned to (the last one); the judge keeps off it while timing."""
+    return max(0, (os.cpu_count() or 1) - 1)
+
+
+@contextmanager
+def kept_off(core: int) -> Iterator[None]:
+    """The calling thread kept off `core` (where contestants are timed) while inside; restored afterwards."""
+    if not hasattr(os, "sched_getaffinity") or (os.cpu_count() or 1) < 2:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, (before - {core}) or before)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)

@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 
-from harness.results.records import VERDICTS, ModuleResult
+from harness.results.records import MODULE_VERDICTS, ModuleResult
 
 SCHEMA_VERSION = "1.2.0"  # 1.1: integration gate, gate verdict "skipped"; 1.2: perf gate, summary, tampered/suspect
 SCHEMA_ID = "harness/schema/results.schema.json"
@@ -62,7 +62,7 @@ class ResultsDocument:
 
     def summary(self) -> dict[str, Any]:
         counts = Counter(m.verdict for m in self.modules)
-        return {"total": len(self.modules), **{verdict: counts.get(verdict, 0) for verdict in VERDICTS}}
+        return {"total": len(self.modules), **{str(verdict): counts.get(verdict, 0) for verdict in MODULE_VERDICTS}}
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-import harness
+from harness.core.version import __version__
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def device_name(device: str) -> str:
 def fingerprint(*, device: str, threads: int, dtypes: list[str], seed: int, seed_policy: str) -> dict[str, Any]:
     commit, dirty = git_commit()
     return {
-        "harness_version": harness.__version__,
+        "harness_version": __version__,
         "git_commit": commit,
         "git_dirty": dirty,
         "torch_version": torch.__version__,

@@ -1,39 +1,100 @@
-"""Result records: what the judge concluded about each module and gate, as plain JSON-ready data."""
+"""Result records: what the judge concluded about each module, gate and case, as JSON-ready data.
+
+These records are shared by every gate, the runner, the results document and the terminal report; they sit
+in the bottom layer so that none of those has to import another to use them.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-# pass: every check held. fail: the module ran but a check did not hold. error: it could not be loaded or
-# broke the protocol. timeout / crash / oom: the contestant process hung, died, or passed its memory cap.
-# tampered: the performance gate found the candidate interfering with the measurement (a fact, not a statistic).
-# suspect: the performance gate measured a slowdown against the base branch smaller than its threshold.
-VERDICTS = ("pass", "fail", "error", "timeout", "crash", "oom", "tampered", "suspect")
-GATE_VERDICTS = (*VERDICTS, "skipped")  # skipped: the gate does not apply to this module (the reason says why)
-PASSING = ("pass", "suspect")  # verdicts that do not fail a run (suspect is shown, labelled, and not blocking)
+
+class Verdict(StrEnum):
+    """A module's or a gate's verdict; the string values are what results.json stores."""
+
+    PASS = "pass"  # every check held
+    FAIL = "fail"  # the module ran, but a check did not hold (each case says why)
+    ERROR = "error"  # it could not be loaded, broke its kind's contract, or broke the protocol
+    TIMEOUT = "timeout"  # the contestant process gave no answer within the time limit
+    CRASH = "crash"  # the contestant process died (a signal, os._exit, sys.exit)
+    OOM = "oom"  # the contestant passed its memory cap
+    TAMPERED = "tampered"  # (perf) the candidate interfered with the measurement: a fact, not a statistic
+    SUSPECT = "suspect"  # (perf, with a base) slower than the base by less than the threshold; not blocking
+    SKIPPED = "skipped"  # (gate only) the gate does not apply, or an earlier gate failed; the reason says which
+
+
+MODULE_VERDICTS = tuple(v for v in Verdict if v is not Verdict.SKIPPED)  # what a module as a whole can get
+PASSING = (Verdict.PASS, Verdict.SUSPECT)  # verdicts that do not fail a run (suspect is shown, labelled)
+PROCESS_VERDICTS = (Verdict.ERROR, Verdict.TIMEOUT, Verdict.CRASH, Verdict.OOM)  # the contestant could not go on
+
+
+class GateName(StrEnum):
+    """The gates, in the order a run takes them; the values are the CLI's and results.json's names."""
+
+    UNIT = "unit"
+    INTEGRATION = "integration"
+    PERF = "perf"
+
+
+QUANTIZED_CASE = "integration/quantized-text"  # the one integration case of a quantization module or policy
+
+
+def json_number(value: float) -> float | str:
+    """A finite float as is; NaN and infinities as strings (JSON has no literal for them)."""
+    return value if math.isfinite(value) else str(value)
+
+
+@dataclass
+class CaseResult:
+    """The verdict on one case (a unit-gate case in one dtype, an integration task, a timed perf case)."""
+
+    case: str
+    dtype: str
+    passed: bool
+    failures: list[str] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "case": self.case,
+            "dtype": self.dtype,
+            "passed": self.passed,
+            "sizes": self.sizes,
+            "failures": self.failures,
+            "metrics": {k: json_number(v) for k, v in self.metrics.items()},
+            "seconds": round(self.seconds, 4),
+        }
 
 
 @dataclass
 class GateResult:
     """One gate's verdict on one module, with its per-case details."""
 
-    gate: str
-    verdict: str
+    gate: GateName
+    verdict: Verdict
     reason: str = ""
-    cases: list[dict[str, Any]] = field(default_factory=list)
+    cases: list[CaseResult] = field(default_factory=list)
     seconds: float = 0.0
     summary: dict[str, float] = field(default_factory=dict)  # gate-level figures, e.g. geometric-mean speed ratios
 
+    @property
+    def failed_cases(self) -> list[CaseResult]:
+        return [c for c in self.cases if not c.passed]
+
     def as_dict(self) -> dict[str, Any]:
         return {
-            "gate": self.gate,
-            "summary": {k: v if v == v and abs(v) != float("inf") else str(v) for k, v in self.summary.items()},
-            "verdict": self.verdict,
+            "gate": str(self.gate),
+            "summary": {k: json_number(v) for k, v in self.summary.items()},
+            "verdict": str(self.verdict),
             "reason": self.reason,
             "cases_total": len(self.cases),
-            "cases_failed": sum(1 for c in self.cases if not c.get("passed", False)),
-            "cases": self.cases,
+            "cases_failed": len(self.failed_cases),
+            "cases": [c.as_dict() for c in self.cases],
             "seconds": round(self.seconds, 3),
         }
 
@@ -48,10 +109,13 @@ class ModuleResult:
     variants: list[str] = field(default_factory=list)
     exact: bool | None = None
     bound: dict[str, float] | None = None
-    verdict: str = "error"
+    verdict: Verdict = Verdict.ERROR
     reason: str = ""
     gates: list[GateResult] = field(default_factory=list)
     seconds: float = 0.0
+
+    def gate(self, name: GateName) -> GateResult | None:
+        return next((g for g in self.gates if g.gate == name), None)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,16 +125,16 @@ class ModuleResult:
             "exact": self.exact,
             "bound": self.bound,
             "source": self.source,
-            "verdict": self.verdict,
+            "verdict": str(self.verdict),
             "reason": self.reason,
             "gates": [g.as_dict() for g in self.gates],
             "seconds": round(self.seconds, 3),
         }
 
 
-def overall(gates: list[GateResult]) -> tuple[str, str]:
+def overall(gates: list[GateResult]) -> tuple[Verdict, str]:
     """A module's verdict from its gates: the first gate that neither passed nor was skipped decides."""
     for gate in gates:
-        if gate.verdict not in ("pass", "skipped"):
+        if gate.verdict not in (Verdict.PASS, Verdict.SKIPPED):
             return gate.verdict, f"{gate.gate}: {gate.reason}"
-    return "pass", ""
+    return Verdict.PASS, ""

@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from harness.protocol.messages import Call, CallReply
+
 
 def _private(value: Any, device: str = "cpu") -> Any:
     """A copy of an argument on `device` (recursing into dicts, e.g. a packed quantized weight)."""
@@ -54,25 +56,25 @@ def _with_mutations(exc: Exception, originals: dict[str, torch.Tensor], args: di
     return exc
 
 
-def execute(instance: object, message: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
-    """Run one call message on `instance` and build the reply message."""
-    method = getattr(instance, message["method"])
-    grad_inputs = list(message.get("grad_inputs") or [])
-    originals = {name: v for name, v in message["args"].items() if isinstance(v, torch.Tensor)}
+def execute(instance: object, call: Call, device: str = "cpu") -> CallReply:
+    """Run one Call on `instance` and build the reply."""
+    method = getattr(instance, call.method)
+    grad_inputs = list(call.grad_inputs)
+    originals = {name: v for name, v in call.args.items() if isinstance(v, torch.Tensor)}
     # Gradients are read from leaves; the module gets a non-leaf copy so that an in-place write to an
     # input is recorded (and reported as a mutation) instead of raising inside autograd.
     leaves = {name: _private(originals[name], device).requires_grad_(True) for name in grad_inputs}
     with torch.enable_grad():
         args = {
             name: leaves[name].clone() if name in leaves else _private(value, device)
-            for name, value in message["args"].items()
+            for name, value in call.args.items()
         }
         try:
             out = method(**args)
         except Exception as exc:
             raise _with_mutations(exc, originals, args) from None
         grads: dict[str, Any] = {}
-        grad_out = message.get("grad_out")
+        grad_out = call.grad_out
         if grad_out is not None and grad_inputs:
             if isinstance(out, torch.Tensor) and out.requires_grad and out.shape == grad_out.shape:
                 try:
@@ -83,20 +85,14 @@ def execute(instance: object, message: dict[str, Any], device: str = "cpu") -> d
     inputs_ranges = {name: _storages(args[name]) for name in originals}
     out_ranges = _storages(out)
     aliased = [
-        name for name, ranges in inputs_ranges.items()
+        name
+        for name, ranges in inputs_ranges.items()
         if any(a0 < b1 and b0 < a1 for a0, a1 in ranges for b0, b1 in out_ranges)
     ]
     inputs_after = {name: _detached(args[name]) for name in originals}
     repeat = None
-    if message.get("repeat"):
-        again = {name: _private(value, device) for name, value in message["args"].items()}
+    if call.repeat:
+        again = {name: _private(value, device) for name, value in call.args.items()}
         with torch.no_grad():
             repeat = _detached(method(**again))
-    return {
-        "status": "ok",
-        "out": _detached(out),
-        "out_repeat": repeat,
-        "grads": grads,
-        "inputs_after": inputs_after,
-        "aliased": aliased,
-    }
+    return CallReply(out=_detached(out), out_repeat=repeat, grads=grads, inputs_after=inputs_after, aliased=aliased)

@@ -17,12 +17,33 @@ from typing import Any
 
 import torch
 
+from harness.core.contract import ModuleSource
 from harness.kinds import KINDS
 from harness.kinds.base import CallArgs, Kind
 from harness.perf.integrity import Snapshot, active_hooks, code_objects, ops_reached
 from harness.perf.memory import peak_bytes
-from harness.perf.pools import Salt, apply_salt
+from harness.perf.pools import apply_salt
 from harness.perf.timer import make_timer, quiet_gc, warm_up
+from harness.protocol.codec import Message
+from harness.protocol.messages import (
+    BaselineReady,
+    BlockTimes,
+    Done,
+    FreshOutputs,
+    IntegrityFacts,
+    Outputs,
+    PeakMemory,
+    PerfBaseline,
+    PerfBlock,
+    PerfCase,
+    PerfFresh,
+    PerfIntegrity,
+    PerfMemory,
+    PerfOutputs,
+    PerfWarmup,
+    Salt,
+    WarmedUp,
+)
 
 
 @dataclass
@@ -73,20 +94,35 @@ class PerfBench:
 
     # --- before the candidate is imported ------------------------------------------------------------
 
-    def prepare_baseline(
-        self, message: dict[str, Any], load_isolated: Callable[[dict[str, Any]], Any]
-    ) -> dict[str, Any]:
+    def handle(self, request: Message, candidate: Any) -> Message:
+        """One perf_* request after PerfBaseline."""
+        if isinstance(request, PerfCase):
+            return self.setup_case(request, candidate)
+        if isinstance(request, PerfIntegrity):
+            return self.integrity()
+        if isinstance(request, PerfWarmup):
+            return self.warmup(request)
+        if isinstance(request, PerfBlock):
+            return self.block(request)
+        if isinstance(request, PerfOutputs):
+            return self.outputs(request)
+        if isinstance(request, PerfMemory):
+            return self.memory()
+        if isinstance(request, PerfFresh):
+            return self.fresh(request)
+        raise TypeError(f"not a performance request: {request.op!r}")
+
+    def prepare_baseline(self, request: PerfBaseline, load_isolated: Callable[[ModuleSource], Any]) -> BaselineReady:
         """Import the baseline, pin this process, run the baseline once to learn what it reaches, snapshot."""
-        if "core" in message and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, {int(message["core"])})
-        kind = KINDS[message["kind"]]
-        variant = str(message["variant"])
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {request.core})
+        kind = KINDS[request.kind]
+        variant = request.variant
         self.kind = kind
-        spec = message["baseline"]
-        self.baseline = kind.reference_module(variant) if spec is None else load_isolated(spec)
-        probe = _to(message["probe"], self.device)
+        self.baseline = kind.reference_module(variant) if request.baseline is None else load_isolated(request.baseline)
+        probe = _to(request.probe, self.device)
         args = kind.timed_args(self.baseline, probe)
-        grad_names = tuple(message["grad_names"])
+        grad_names = request.grad_names
         method = getattr(self.baseline, kind.perf_method)
 
         def once() -> None:
@@ -99,31 +135,36 @@ class PerfBench:
         ops = ops_reached(once)
         self.code = code_objects(method) + code_objects(kind.reference) + code_objects(type(kind).reference)
         self.snapshot = Snapshot.take(ops, self.code)
-        return {"status": "ok", "ops": sorted(ops), "threads": self.threads}
+        return BaselineReady(ops=sorted(ops), threads=self.threads)
 
     # --- after -------------------------------------------------------------------------------------------
 
-    def integrity(self) -> dict[str, Any]:
+    def integrity(self) -> IntegrityFacts:
         """What changed since the snapshot, and which hooks are active now."""
         assert self.snapshot is not None, "perf_baseline first"
         later = Snapshot.take(set(self.snapshot.dispatch), self.code)
-        return {"status": "ok", "changed": self.snapshot.changes(later), "hooks": active_hooks(self.threads)}
+        return IntegrityFacts(changed=self.snapshot.changes(later), hooks=active_hooks(self.threads))
 
-    def setup_case(self, message: dict[str, Any], candidate: Any) -> dict[str, Any]:
+    def setup_case(self, request: PerfCase, candidate: Any) -> Done:
         """The judge's pools, each prepared by every side's module (e.g. its own weight packing), untimed."""
         assert self.kind is not None and self.baseline is not None, "perf_baseline first"
         everyone = {"candidate": candidate, "baseline": self.baseline}
-        modules = {side: everyone[side] for side in message["sides"]}
+        modules = {side: everyone[side] for side in request.sides}
         pools = {}
-        for name, entries in message["pools"].items():
+        for name, entries in request.pools.items():
             raw = [_to(entry, self.device) for entry in entries]
             prepared = {side: [self.kind.timed_args(module, e) for e in raw] for side, module in modules.items()}
-            pools[name] = _Pool(raw, prepared, Salt.from_message(message["salts"][name]))
-        grad_out = message.get("grad_out")
-        self.case = _Case(self.kind.perf_method, bool(message["backward"]),
-                          None if grad_out is None else _to(grad_out, self.device), tuple(message["grad_names"]),
-                          modules, pools)
-        return {"status": "ok"}
+            pools[name] = _Pool(raw, prepared, request.salts[name])
+        grad_out = request.grad_out
+        self.case = _Case(
+            self.kind.perf_method,
+            request.backward,
+            None if grad_out is None else _to(grad_out, self.device),
+            request.grad_names,
+            modules,
+            pools,
+        )
+        return Done()
 
     def _call(self, side: str, pool: str, index: int, keep: Callable[[torch.Tensor], None]) -> Callable[[], object]:
         """The timed closure for `side` on entry `index` of `pool`: forward without autograd, or with backward."""
@@ -132,9 +173,11 @@ class PerfBench:
         args = case.pools[pool].prepared[side][index]
         method = getattr(case.modules[side], case.method)
         if not case.backward:
+
             def forward() -> None:
                 with torch.no_grad():
                     keep(method(**args))
+
             return forward
         leaves = {n: args[n].detach().requires_grad_(True) for n in case.grad_names}
         full = {**args, **leaves}
@@ -145,27 +188,28 @@ class PerfBench:
                 out = method(**full)
                 out.backward(grad_out)
             keep(out.detach())
+
         return forward_backward
 
-    def warmup(self, message: dict[str, Any]) -> dict[str, Any]:
+    def warmup(self, request: PerfWarmup) -> WarmedUp:
         case = self.case
         assert case is not None
         pool = next(iter(case.pools))
         calls = [self._call(side, pool, 0, _drop) for side in case.modules]
-        rounds = warm_up(self.timer, calls, float(message["seconds"]))
+        rounds = warm_up(self.timer, calls, request.seconds)
         # one more timed call each: the judge sizes blocks from these
         times = {side: [self.timer.time(self._call(side, pool, 0, _drop))] for side in case.modules}
-        return {"status": "ok", "rounds": rounds, "ns": times}
+        return WarmedUp(rounds=rounds, ns=times)
 
-    def block(self, message: dict[str, Any]) -> dict[str, Any]:
+    def block(self, request: PerfBlock) -> BlockTimes:
         """Timed rounds in the judge's order, each side on the pool the judge assigned it for this block; every
         call's input salted first; outputs kept until the judge has picked the ones it checks."""
         case = self.case
         assert case is not None
         case.outputs.clear()
-        order: list[list[str]] = message["order"]
-        assigned: dict[str, str] = message["pools"]  # side -> pool for this block
-        salts: dict[str, torch.Tensor] = message["salt_values"]  # pool -> one value per round
+        order = request.order
+        assigned = request.pools  # side -> pool for this block
+        salts = request.salt_values  # pool -> one value per round
         times: dict[str, list[int]] = {side: [] for side in case.modules}
         hooks_before = active_hooks(self.threads)
         with quiet_gc():
@@ -177,38 +221,40 @@ class PerfBench:
                     pool.calls += 1
                     call = self._call(side, assigned[side], index, self._keeper(case, (r, side)))
                     times[side].append(self.timer.time(call))
-        return {"status": "ok", "ns": times, "hooks": sorted(set(hooks_before + active_hooks(self.threads)))}
+        return BlockTimes(ns=times, hooks=sorted(set(hooks_before + active_hooks(self.threads))))
 
     @staticmethod
     def _keeper(case: _Case, key: tuple[int, str]) -> Callable[[torch.Tensor], None]:
         def keep(out: torch.Tensor) -> None:
             case.outputs[key] = out
+
         return keep
 
-    def outputs(self, message: dict[str, Any]) -> dict[str, Any]:
+    def outputs(self, request: PerfOutputs) -> Outputs:
         """Outputs of the calls the judge picked from the last block, then the block's outputs are dropped."""
         case = self.case
         assert case is not None
-        picked = [case.outputs.get((int(r), str(name))) for r, name in message["picks"]]
+        picked = [case.outputs.get((r, name)) for r, name in request.picks]
         case.outputs.clear()
-        return {"status": "ok", "outputs": [None if t is None else t.detach().to("cpu") for t in picked]}
+        return Outputs(outputs=[None if t is None else t.detach().to("cpu") for t in picked])
 
-    def memory(self) -> dict[str, Any]:
+    def memory(self) -> PeakMemory:
         """Peak tensor bytes of one call per side (outside any timed region)."""
         case = self.case
         assert case is not None
         pool = next(iter(case.pools))
-        return {"status": "ok", "peak_bytes": {side: peak_bytes(self._call(side, pool, 0, _drop), self.device)
-                                               for side in case.modules}}
+        return PeakMemory(
+            peak_bytes={side: peak_bytes(self._call(side, pool, 0, _drop), self.device) for side in case.modules}
+        )
 
-    def fresh(self, message: dict[str, Any]) -> dict[str, Any]:
+    def fresh(self, request: PerfFresh) -> FreshOutputs:
         """Outputs on inputs never seen in timing, for the judge to check after timing."""
         case = self.case
         assert case is not None and self.kind is not None
         out: dict[str, Any] = {}
         for side, module in case.modules.items():
-            args = self.kind.timed_args(module, _to(message["inputs"][side], self.device))
+            args = self.kind.timed_args(module, _to(request.inputs[side], self.device))
             with torch.no_grad():
                 result = getattr(module, case.method)(**args)
             out[side] = result.detach().to("cpu") if isinstance(result, torch.Tensor) else None
-        return {"status": "ok", "outputs": out}
+        return FreshOutputs(outputs=out)

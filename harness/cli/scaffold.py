@@ -7,7 +7,7 @@ from pathlib import Path
 import jinja2
 
 from harness.kinds import KINDS
-from harness.registry import camel_case
+from harness.registry.sources import camel_case
 
 
 class ScaffoldError(Exception):
@@ -16,7 +16,7 @@ class ScaffoldError(Exception):
 
 def render(kind: str, name: str, variant: str) -> str:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("harness", "templates"),
+        loader=jinja2.PackageLoader("harness.cli", "templates"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )

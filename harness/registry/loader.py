@@ -1,7 +1,7 @@
-"""The module registry: the `register` decorator, entry points, and validation at registration.
+"""The contestant's side of the registry: the `register` decorator, validation at registration, and `load`.
 
-Importing a contributed module runs untrusted code, so only the contestant process (harness.worker)
-imports module files. The judge plans from file names and entry-point names alone (see `module_sources`).
+`load` imports a contributed module file (or entry point), which runs untrusted code: only the contestant
+process (harness.worker) calls it. The judge plans from file and entry-point names alone (registry/sources.py).
 """
 
 from __future__ import annotations
@@ -11,34 +11,19 @@ import importlib.util
 import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
-from harness.contract import ErrorBound, ModuleSpec
+from harness.core.contract import ErrorBound, ModuleSource, ModuleSpec
 from harness.kinds import KINDS
+from harness.registry.sources import ENTRY_POINT_GROUP, camel_case, duplicate_message
 
-ENTRY_POINT_GROUP = "harness.modules"
 T = TypeVar("T", bound=type)
 
 
 class RegistrationError(Exception):
     """A module does not meet its kind's contract; the message names the file and the fix."""
-
-
-@dataclass(frozen=True)
-class ModuleSource:
-    """Where a module comes from, known without importing it."""
-
-    name: str  # registry name: the file stem, or the entry-point name
-    kind: str | None  # the kind directory the file sits in; None for entry points
-    path: Path | None  # the module file, for in-tree and fixture modules
-    entry_point: str | None = None  # "package.module:Class" for modules from installed distributions
-    distribution: str | None = None  # the distribution that declares the entry point
-
-    @property
-    def where(self) -> str:
-        return str(self.path) if self.path else f"entry point {self.entry_point} ({self.distribution})"
 
 
 class Registry:
@@ -50,11 +35,8 @@ class Registry:
 
     def add(self, spec: ModuleSpec, cls: type) -> None:
         if spec.name in self._specs:
-            first = self._specs[spec.name].source
-            raise RegistrationError(
-                f"{spec.source}: module name {spec.name!r} is already registered by {first}. "
-                "Expected each name once. Fix: rename one of the files (and its class) to a unique name."
-            )
+            wheres = [self._specs[spec.name].source, spec.source]
+            raise RegistrationError(f"{spec.source}: {duplicate_message(spec.name, wheres)}")
         self._specs[spec.name] = spec
         self._classes[spec.name] = cls
 
@@ -109,10 +91,6 @@ def _source_of(cls: type) -> str:
         return getattr(sys.modules.get(cls.__module__), "__file__", None) or "<unknown file>"
 
 
-def camel_case(name: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
-
-
 def validate(
     cls: type,
     *,
@@ -140,13 +118,21 @@ def validate(
             "Fix: declare variant=<one of those> (or a tuple of several)."
         )
     if not isinstance(exact, bool):
-        raise RegistrationError(f"{where}: exact must be True or False, found {exact!r}.")
+        raise RegistrationError(
+            f"{where}: exact must be True or False, found {exact!r}. "
+            "Fix: declare exact=True, or exact=False with bound=ErrorBound(...) if the module approximates."
+        )
     merged = _check_bound(where, contract.name, contract.error_floor, exact, bound)
     registry_name = name or Path(source).stem
     _check_name(where, registry_name, cls.__name__)
     _check_methods(where, cls, contract.methods)
     return ModuleSpec(
-        name=registry_name, kind=kind, variants=variants, exact=exact, bound=merged, class_name=cls.__name__,
+        name=registry_name,
+        kind=kind,
+        variants=variants,
+        exact=exact,
+        bound=merged,
+        class_name=cls.__name__,
         source=source,
     )
 
@@ -160,7 +146,10 @@ def _check_bound(where: str, kind: str, floor: ErrorBound, exact: bool, bound: E
             )
         return None
     if bound is not None and not isinstance(bound, ErrorBound):
-        raise RegistrationError(f"{where}: bound must be an harness.ErrorBound, found {type(bound).__name__}.")
+        raise RegistrationError(
+            f"{where}: bound must be a harness.ErrorBound, found {type(bound).__name__}. "
+            "Fix: pass bound=ErrorBound(...), imported with `from harness import ErrorBound`."
+        )
     looser = (bound or ErrorBound()).looser_than(floor)
     if looser:
         raise RegistrationError(
@@ -205,28 +194,6 @@ def _check_methods(where: str, cls: type, methods: Mapping[str, tuple[str, ...]]
                 f"{where}: {method}{found} cannot be called with keywords ({', '.join(params)}): {exc}. "
                 f"Fix: define def {method}(self, {', '.join(params)})."
             ) from None
-
-
-def module_sources(root: Path, *, entry_points: bool = True) -> list[ModuleSource]:
-    """Every module the harness can judge, found from file and entry-point names without importing any."""
-    found = [
-        ModuleSource(name=path.stem, kind=path.parent.name, path=path.resolve())
-        for path in sorted(root.glob("*/*.py"))
-        if not path.name.startswith("_")
-    ]
-    if entry_points:
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            dist = ep.dist.name if ep.dist is not None else "unknown distribution"
-            found.append(ModuleSource(name=ep.name, kind=None, path=None, entry_point=ep.value, distribution=dist))
-    return found
-
-
-def duplicate_names(sources: list[ModuleSource]) -> dict[str, list[ModuleSource]]:
-    """Names claimed by more than one source (across kind directories or entry points)."""
-    by_name: dict[str, list[ModuleSource]] = {}
-    for source in sources:
-        by_name.setdefault(source.name, []).append(source)
-    return {name: group for name, group in by_name.items() if len(group) > 1}
 
 
 def load(source: ModuleSource, registry: Registry = REGISTRY) -> tuple[ModuleSpec, type]:

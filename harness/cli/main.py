@@ -11,21 +11,23 @@ from pathlib import Path
 
 import torch
 
-from harness.catalog import catalog
-from harness.gates.perf import PerfSettings
+from harness.cli.scaffold import ScaffoldError, scaffold
+from harness.cli.terminal import print_list, print_verdicts
+from harness.core.contract import ModuleSource
+from harness.core.seeding import dtype_name
+from harness.gates import GATES
 from harness.integration.policy import MixedPrecisionPolicy, PolicyError, load_policies
 from harness.judge.base_branch import BaseBranchError, base_sources
-from harness.judge.runner import GATES, RunOptions, judge_all
+from harness.judge.catalog import catalog
+from harness.judge.runner import RunOptions, judge_all
 from harness.judge.sandbox import Limits
 from harness.kinds import KINDS
-from harness.perf.config import PerfConfigError, load_thresholds
+from harness.perf.config import PerfConfigError, PerfSettings, load_thresholds
 from harness.perf.timer import seconds
-from harness.registry import ModuleSource, module_sources
+from harness.registry.sources import module_sources
 from harness.results.document import ResultsDocument
 from harness.results.fingerprint import fingerprint
-from harness.results.records import PASSING
-from harness.scaffold import ScaffoldError, scaffold
-from harness.terminal import print_list, print_verdicts
+from harness.results.records import PASSING, GateName
 
 SEED_SECRET = "secret: drawn by the judge at start from os.urandom, disclosed here after the run"
 SEED_FIXED = "fixed by --seed"
@@ -33,7 +35,7 @@ SEED_FIXED = "fixed by --seed"
 
 def checked_dtypes() -> list[str]:
     """Every dtype some kind's unit gate checks on this machine."""
-    names = {str(d).removeprefix("torch.") for k in KINDS.values() for v in k.variants for d in k.dtypes(v)}
+    names = {dtype_name(d) for k in KINDS.values() for v in k.variants for d in k.dtypes(v)}
     return sorted(names)
 
 
@@ -87,13 +89,25 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="write DIR/results.json (and DIR/modules/*.json)")
     parser.add_argument("--seed", type=int, default=None, help="fix the input seed (default: a secret random seed)")
-    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                        help="modules judged at once (default: 2 on machines with 2+ cores)")
-    parser.add_argument("--base", default=None, metavar="REF",
-                        help="time each module against its version at the merge-base of REF and HEAD (perf gate)")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="pyproject.toml with [tool.harness.mixed_precision] policies "
-                             "(default: the one beside the modules directory)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="modules judged at once (default: 2 on machines with 2+ cores)",
+    )
+    parser.add_argument(
+        "--base",
+        default=None,
+        metavar="REF",
+        help="time each module against its version at the merge-base of REF and HEAD (perf gate)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="pyproject.toml with [tool.harness.mixed_precision] policies "
+        "(default: the one beside the modules directory)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,48 +180,96 @@ def cmd_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gates(args: argparse.Namespace) -> tuple[GateName, ...]:
+    names = tuple(g.strip() for g in args.gates.split(",") if g.strip())
+    unknown = [g for g in names if g not in GATES]
+    if not names or unknown:
+        raise UsageError(f"unknown gate(s) {unknown or names}; available: {', '.join(GATES)}")
+    return tuple(GateName(g) for g in names)
+
+
+def _selected(
+    args: argparse.Namespace, available: list[ModuleSource], policies: list[MixedPrecisionPolicy]
+) -> tuple[list[ModuleSource], list[MixedPrecisionPolicy]]:
+    """Every module and policy for `run`; the named ones for `check`, every name known."""
+    if args.command != "check":
+        return available, policies
+    known = {s.name for s in available} | {p.name for p in policies}
+    missing = [n for n in args.names if n not in known]
+    if missing:
+        raise UsageError(
+            f"no module or policy named {', '.join(missing)}. `harness list` shows the modules; "
+            "policies are in [tool.harness.mixed_precision] and judged with --gates integration."
+        )
+    wanted = set(args.names)
+    return [s for s in available if s.name in wanted], [p for p in policies if p.name in wanted]
+
+
+def _base(args: argparse.Namespace, gates: tuple[GateName, ...]) -> tuple[str | None, dict[str, ModuleSource]]:
+    """(merge-base commit, base versions by name) for --base with the perf gate; (None, {}) otherwise."""
+    if args.base is None or GateName.PERF not in gates:
+        return None, {}
+    try:
+        return base_sources(args.base, args.modules_dir or default_modules_dir())
+    except BaseBranchError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _options(
+    args: argparse.Namespace,
+    gates: tuple[GateName, ...],
+    policies: list[MixedPrecisionPolicy],
+    seed: int,
+    base: dict[str, ModuleSource],
+) -> RunOptions:
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    default_threshold, per_kind = _perf_thresholds(args)
+    perf_settings = PerfSettings() if default_threshold is None else PerfSettings(threshold=default_threshold)
+    return RunOptions(
+        gates=gates,
+        limits=_limits(args),
+        seed=seed,
+        jobs=args.jobs,
+        policies=tuple(policies),
+        perf=perf_settings,
+        perf_thresholds=per_kind,
+        base=base,
+    )
+
+
+def _seed(args: argparse.Namespace) -> int:
+    if args.seed is not None and args.seed < 0:
+        raise UsageError("--seed must be a non-negative integer")
+    return args.seed if args.seed is not None else secrets.randbits(63)
+
+
 def cmd_judge(args: argparse.Namespace) -> int:
-    gates = tuple(g.strip() for g in args.gates.split(",") if g.strip())
-    unknown = [g for g in gates if g not in GATES]
-    if not gates or unknown:
-        raise UsageError(f"unknown gate(s) {unknown or gates}; available: {', '.join(GATES)}")
+    gates = _gates(args)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda needs a CUDA device and a CUDA build of torch; none is available here")
     available = _sources(args)
-    policies = _policies(args) if "integration" in gates else []
-    sources = available
-    if args.command == "check":
-        known = {s.name for s in sources} | {p.name for p in policies}
-        missing = [n for n in args.names if n not in known]
-        if missing:
-            raise UsageError(f"no module or policy named {', '.join(missing)}. `harness list` shows the modules; "
-                             "policies are in [tool.harness.mixed_precision] and judged with --gates integration.")
-        sources = [s for s in sources if s.name in set(args.names)]
-        policies = [p for p in policies if p.name in set(args.names)]
-    limits = _limits(args)
-    seed = args.seed if args.seed is not None else secrets.randbits(63)
-    if args.jobs < 1:
-        raise UsageError("--jobs must be at least 1")
-    if args.seed is not None and args.seed < 0:
-        raise UsageError("--seed must be a non-negative integer")
-    default_threshold, per_kind = _perf_thresholds(args)
-    perf_settings = PerfSettings() if default_threshold is None else PerfSettings(threshold=default_threshold)
-    base_commit: str | None = None
-    base: dict[str, ModuleSource] = {}
-    if args.base is not None and "perf" in gates:
-        try:
-            base_commit, base = base_sources(args.base, args.modules_dir or default_modules_dir())
-        except BaseBranchError as exc:
-            raise UsageError(str(exc)) from None
-    options = RunOptions(gates=gates, limits=limits, seed=seed, jobs=args.jobs, policies=tuple(policies),
-                         perf=perf_settings, perf_thresholds=per_kind, base=base)
+    sources, policies = _selected(args, available, _policies(args) if GateName.INTEGRATION in gates else [])
+    seed = _seed(args)
+    base_commit, base = _base(args, gates)
+    options = _options(args, gates, policies, seed, base)
+    limits = options.limits
     env = fingerprint(
-        device=args.device, threads=limits.threads, dtypes=checked_dtypes(), seed=seed,
+        device=args.device,
+        threads=limits.threads,
+        dtypes=checked_dtypes(),
+        seed=seed,
         seed_policy=SEED_FIXED if args.seed is not None else SEED_SECRET,
     )
-    config = {"gates": list(gates), "base_ref": args.base, "base_commit": base_commit,
-              "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb, "device": args.device,
-              "modules_dir": str(args.modules_dir or default_modules_dir())}
+    config = {
+        "gates": [str(g) for g in gates],
+        "base_ref": args.base,
+        "base_commit": base_commit,
+        "timeout_s": limits.timeout_s,
+        "memory_mb": limits.memory_mb,
+        "device": args.device,
+        "modules_dir": str(args.modules_dir or default_modules_dir()),
+    }
     document = ResultsDocument(env, config, args.out)
     start = seconds()
     results = judge_all(sources, options, document.add, available=available)

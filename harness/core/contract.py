@@ -1,9 +1,10 @@
-"""What a contributed module declares about itself: kind, variants, exactness and error bound."""
+"""What a contributed module declares about itself (kind, variants, exactness, error bound) and where it comes from."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 # Largest quality loss in the trained integration model an approximate module may declare: beyond these it no
 # longer stands in for the kind, whatever it saves.
@@ -38,8 +39,10 @@ class ErrorBound:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"ErrorBound.{name} must be >= 0, got {value!r}")
-        for name, cap in (("max_val_loss_increase", MAX_DECLARED_LOSS_INCREASE),
-                          ("max_recall_drop", MAX_DECLARED_RECALL_DROP)):
+        for name, cap in (
+            ("max_val_loss_increase", MAX_DECLARED_LOSS_INCREASE),
+            ("max_recall_drop", MAX_DECLARED_RECALL_DROP),
+        ):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= cap:
                 raise ValueError(f"ErrorBound.{name} must lie in [0, {cap}], got {value!r}")
@@ -62,8 +65,10 @@ class ErrorBound:
     def merged_with(self, floor: ErrorBound) -> ErrorBound:
         """This bound with every field it leaves unset taken from `floor`."""
         return ErrorBound(
-            **{f.name: getattr(self, f.name) if getattr(self, f.name) is not None else getattr(floor, f.name)
-               for f in fields(self)}
+            **{
+                f.name: getattr(self, f.name) if getattr(self, f.name) is not None else getattr(floor, f.name)
+                for f in fields(self)
+            }
         )
 
     def as_dict(self) -> dict[str, float]:
@@ -105,3 +110,18 @@ class ModuleSpec:
             class_name=str(data["class_name"]),
             source=str(data["source"]),
         )
+
+
+@dataclass(frozen=True)
+class ModuleSource:
+    """Where a module comes from, known without importing it: plain data the judge plans with."""
+
+    name: str  # registry name: the file stem, or the entry-point name
+    kind: str | None  # the kind directory the file sits in; None for entry points
+    path: Path | None  # the module file, for in-tree and fixture modules
+    entry_point: str | None = None  # "package.module:Class" for modules from installed distributions
+    distribution: str | None = None  # the distribution that declares the entry point
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path else f"entry point {self.entry_point} ({self.distribution})"

@@ -6,11 +6,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from harness.contract import ModuleSpec
+from harness.core.contract import ModuleSource, ModuleSpec
 from harness.judge.sandbox import Contestant, Limits
 from harness.judge.session import LoadFailed, Session
-from harness.protocol import ContestantDied
-from harness.registry import ModuleSource, duplicate_names
+from harness.protocol.errors import ContestantDied
+from harness.registry.sources import duplicate_message, duplicate_names
 
 IMPORT_TIMEOUT_S = 60.0  # one module's import; listing must not wait a whole gate's timeout for a hang
 
@@ -43,8 +43,8 @@ def catalog(sources: list[ModuleSource], limits: Limits) -> list[CatalogEntry]:
     entries: list[CatalogEntry] = []
     pending = [s for s in sources if s.name not in duplicates]
     for name, group in duplicates.items():
-        where = " and ".join(s.where for s in group)
-        entries += [CatalogEntry(s, None, f"name {name!r} is registered more than once ({where})") for s in group]
+        message = duplicate_message(name, [s.where for s in group])
+        entries += [CatalogEntry(s, None, message) for s in group]
     while pending:
         with Contestant(limits, "catalog") as contestant:
             session = Session(contestant)

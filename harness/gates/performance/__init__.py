@@ -1,0 +1,89 @@
+"""Performance gate: candidate against baseline, interleaved call by call in one contestant, with intervals.
+
+The baseline is the kind's reference, or the base branch's version of the module. One module at a time, with
+the machine to itself: first the baseline alone in a clean worker that never imports the candidate, then the
+interleaved measurement (measure.py) in a contestant that imported and fingerprinted the baseline before the
+candidate, watched by the judge throughout (tamper.py), and finally the records and the decision (report.py).
+A failed integrity fact is the verdict `tampered`, never a speed figure.
+
+Inputs, orders and salts come from the run's secret seed (inputs.py); every fixed number is named in
+settings.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from typing import ClassVar
+
+from harness.core import paths
+from harness.gates.base import Gate, GateJob, Needs, RunConfig
+from harness.gates.performance.inputs import TimingPlan
+from harness.gates.performance.measure import Measurement, clean_baseline, measure
+from harness.gates.performance.report import record, summarize, verdict
+from harness.gates.performance.tamper import Tampered, Watch
+from harness.perf.config import PerfSettings
+from harness.perf.roofline import Roofline, load_or_measure
+from harness.perf.timer import timing_core
+from harness.results.records import GateName, GateResult, Verdict
+
+
+class PerformanceGate(Gate):
+    """Speed and memory against the baseline, with 99% intervals, trusted only when every integrity fact holds."""
+
+    name: ClassVar[GateName] = GateName.PERF
+    needs: ClassVar[Needs] = Needs(loaded_candidate=False, exclusive=True)
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(config)
+        self._roofline: Roofline | None = None
+        self._lock = threading.Lock()
+
+    def roofline(self) -> Roofline:
+        """The machine's roofline, measured once per machine (cached on disk), loaded once per run."""
+        with self._lock:
+            if self._roofline is None:
+                self._roofline = load_or_measure(paths.CACHE_DIR, threads=1, device=self.config.device)
+            return self._roofline
+
+    def blocked_by(self, earlier: list[GateResult]) -> str | None:
+        if any(g.verdict not in (Verdict.PASS, Verdict.SKIPPED) for g in earlier):
+            return "an earlier gate did not pass; speed is measured only for correct modules"
+        return None
+
+    def settings_for(self, kind: str) -> PerfSettings:
+        """The run's settings with the kind's threshold from pyproject, when it sets one."""
+        return replace(self.config.perf, threshold=self.config.perf_thresholds.get(kind, self.config.perf.threshold))
+
+    def run(self, job: GateJob, gate: GateResult) -> tuple[Verdict, str]:
+        """Clean worker, then every (case, mode) interleaved, then fresh outputs; decided by report.verdict."""
+        base = self.config.base.get(job.source.name)
+        plan = TimingPlan(job.spec, self.config.seed, self.settings_for(job.spec.kind))
+        watch, roofline, core = Watch(plan), self.roofline(), timing_core()
+        measurements: list[Measurement] = []
+        try:
+            gate.reason = "while timing the baseline in a clean worker"
+            with job.open_contestant(f"{job.spec.name}-clean") as clean_channel:
+                clean_channel.send(plan.baseline_request(base, core))
+                clean = clean_baseline(plan, clean_channel)
+            with job.open_contestant(job.spec.name) as channel:
+                gate.reason = "while preparing the baseline"
+                threads = channel.send(plan.baseline_request(base, core)).threads
+                channel.load(job.source)
+                watch.integrity(channel, "after importing the candidate")
+                for mode in plan.modes:
+                    gate.reason = f"while timing {mode.label}"
+                    m = measure(plan, watch, channel, mode)
+                    measurements.append(m)
+                    gate.cases.append(record(plan, roofline, m, clean))
+                    watch.cross_check(m.label, m.times["baseline"], clean)
+                watch.integrity(channel, "after timing")
+                fresh = watch.fresh(channel)
+        except Tampered as exc:
+            return Verdict.TAMPERED, str(exc)
+        summary, decision = summarize(measurements, plan.settings.threshold)
+        gate.summary = {**summary, "threads": float(threads), "threshold": plan.settings.threshold}
+        return verdict(gate, decision, fresh, against_base=base is not None)
+
+
+__all__ = ["PerfSettings", "PerformanceGate", "Tampered"]

@@ -1,0 +1,31 @@
+"""Every fixed number the performance gate measures with; the adjustable ones are `PerfSettings` (perf/config.py)."""
+
+from __future__ import annotations
+
+import torch
+
+from harness.perf.config import PerfSettings
+
+SIDES = ("candidate", "baseline")
+POOLS = ("A", "B")  # two input pools; the sides swap them every block
+DTYPE = torch.float32  # CPU speed is judged in float32; low-precision kernels are a GPU matter
+
+# Input pool entries per side: at least 2, so consecutive calls never reuse one input set; at most 16, so
+# building the pools stays a small part of the gate's time.
+POOL_ENTRIES = (2, 16)
+# Rounds per block: at least 3, so a block's median has something to take the middle of; at most 4000, so a
+# block of the fastest calls (~1 us) still ends near `block_s`.
+BLOCK_ROUNDS = (3, 4000)
+MIN_RETAINED_ROUNDS = 2  # rounds per block when outputs are so large that `retain_bytes` allows fewer
+# The first round after a judge message runs with colder caches; blocks longer than this drop it from the median.
+DROP_FIRST_ROUND_ABOVE = 3
+BUSY_BLOCK_SHARE = 0.25  # a thread spinning on the timed core gets about half a block; a quarter is flagged
+CHANGES_SHOWN = 5  # replaced objects named in a tampering reason (the rest elided)
+
+# The clean worker: the baseline alone, in a process that never imports the candidate. Coarse by design (it only
+# has to show the baseline was not slowed 3x), so short: two pool entries, a 0.1 s warm-up, three blocks.
+CLEAN_POOL_ENTRIES = 2
+CLEAN_WARMUP_S = 0.1
+CLEAN_BLOCKS = 3
+
+__all__ = ["BLOCK_ROUNDS", "DTYPE", "POOLS", "POOL_ENTRIES", "SIDES", "PerfSettings"]
