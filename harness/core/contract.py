@@ -87,30 +87,6 @@ class ModuleSpec:
     class_name: str  # the decorated class
     source: str  # file path for in-tree and fixture modules, "dist:<distribution>" for entry points
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "variants": list(self.variants),
-            "exact": self.exact,
-            "bound": self.bound.as_dict() if self.bound else None,
-            "class_name": self.class_name,
-            "source": self.source,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> ModuleSpec:
-        bound = data.get("bound")
-        return cls(
-            name=str(data["name"]),
-            kind=str(data["kind"]),
-            variants=tuple(data["variants"]),  # type: ignore[arg-type]
-            exact=bool(data["exact"]),
-            bound=ErrorBound(**bound) if isinstance(bound, dict) else None,
-            class_name=str(data["class_name"]),
-            source=str(data["source"]),
-        )
-
 
 @dataclass(frozen=True)
 class ModuleSource:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING
 
 from harness.core.contract import ModuleSource
 from harness.protocol.codec import Message
@@ -24,6 +24,9 @@ from harness.protocol.messages import (
     PerfWarmup,
     QuantizeModel,
 )
+
+if TYPE_CHECKING:  # imported when the first PerfBaseline arrives: most contestants never time anything
+    from harness.worker.perf import PerfBench
 
 MEMORY_ERRORS = ("not enough memory", "can't allocate memory", "cannot allocate memory", "out of memory")
 
@@ -54,7 +57,7 @@ class Worker:
         self.device = device
         self.instance: object | None = None  # the module calls go to: the last one loaded
         self.instances: dict[str, object] = {}  # every module loaded, by name (a mixed-precision plan uses several)
-        self.bench: Any = None  # the performance gate's PerfBench, created by PerfBaseline
+        self.bench: PerfBench | None = None  # the performance gate's bench, created by PerfBaseline
 
     def handle(self, request: Message) -> Message:
         if isinstance(request, Load):
@@ -64,7 +67,7 @@ class Worker:
         if isinstance(request, (PerfCase, PerfWarmup, PerfBlock, PerfOutputs, PerfMemory, PerfFresh, PerfIntegrity)):
             if self.bench is None:
                 raise NotReady(f"{request.op} before perf_baseline")
-            return self.bench.handle(request, self.instance)  # type: ignore[no-any-return]
+            return self.bench.handle(request, self.instance)
         instance = self._loaded()
         if isinstance(request, Call):
             from harness.worker.execute import execute
@@ -99,7 +102,7 @@ class Worker:
         if self.instance is not None:
             raise NotReady("the baseline must be prepared before any module is loaded")
         self.bench = PerfBench(self.device)
-        return self.bench.prepare_baseline(request, _load_isolated)  # type: ignore[no-any-return]
+        return self.bench.prepare_baseline(request, _load_isolated)
 
 
 def _load_isolated(source: ModuleSource) -> object:
