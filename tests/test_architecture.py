@@ -25,6 +25,8 @@ ROOT_PACKAGE = "harness"
 # layer of its longest matching prefix; the root package and `python -m harness` sit on top (exact names).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.core", "harness.results", "harness.protocol"),
+    ("harness.store",),  # reads results documents only
+    ("harness.reports",),  # reads the store only: never a gate, the judge, the worker or a module
     ("harness.kinds",),
     ("harness.registry",),
     ("harness.perf", "harness.integration"),

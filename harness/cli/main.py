@@ -28,6 +28,8 @@ from harness.registry.sources import module_sources
 from harness.results.document import ResultsDocument
 from harness.results.fingerprint import fingerprint
 from harness.results.records import PASSING, GateName
+from harness.store import DocumentRejected, StoreError, default_store, ingest
+from harness.store.db import STORE_ENV
 
 SEED_SECRET = "secret: drawn by the judge at start from os.urandom, disclosed here after the run"
 SEED_FIXED = "fixed by --seed"
@@ -68,12 +70,25 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run every module through every gate")
     _add_run_options(run)
 
+    ingest = sub.add_parser("ingest", help="add results documents to the store (history and leaderboards)")
+    ingest.add_argument("documents", nargs="+", type=Path, metavar="RESULTS.json")
+    _add_store_option(ingest)
+
     new = sub.add_parser("new", help="scaffold a module file that passes `harness check` as generated")
     new.add_argument("kind", choices=sorted(KINDS))
     new.add_argument("name", help="lower_snake_case module name; becomes the file name")
     new.add_argument("--variant", help="variant to implement (default: the kind's first variant)")
     new.add_argument("--modules-dir", type=Path, default=None, help="where modules live (default: in-tree modules/)")
     return parser
+
+
+def _add_store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help=f"SQLite store (default: ${STORE_ENV} or {default_store()}; created on first use)",
+    )
 
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list(args)
         if args.command == "new":
             return cmd_new(args)
+        if args.command == "ingest":
+            return cmd_ingest(args)
         return cmd_judge(args)
     except UsageError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
@@ -168,6 +185,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         print_list(entries)
     return 1 if any(entry.error for entry in entries) else 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Every document validated first; none is written unless all are valid."""
+    store = args.store or default_store()
+    try:
+        done = ingest(list(args.documents), store)
+    except (DocumentRejected, StoreError) as exc:
+        print(f"harness ingest: rejected, the store is unchanged: {exc}", file=sys.stderr)
+        return 1
+    for item in done:
+        what = (
+            f"already stored as run {item.run_id}"
+            if item.already_stored
+            else (f"run {item.run_id}: {item.modules} modules, {item.cases} cases")
+        )
+        print(f"{item.path}: {what}")
+    print(f"store: {store}")
+    return 0
 
 
 def cmd_new(args: argparse.Namespace) -> int:
