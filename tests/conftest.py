@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+_SESSION_STORE: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every `harness` the tests start writes to a store of the test session's own, never the user's history."""
+    if "HARNESS_STORE" not in os.environ:
+        folder = Path(tempfile.mkdtemp(prefix="harness-test-store-"))
+        _SESSION_STORE.append(folder)
+        os.environ["HARNESS_STORE"] = str(folder / "store.sqlite")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for folder in _SESSION_STORE:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("HARNESS_STORE", None)
+
+
 FIXTURES = REPO / "tests" / "fixtures"
 BROKEN = FIXTURES / "broken_modules"
 

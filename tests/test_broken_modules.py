@@ -25,8 +25,11 @@ def broken_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One `harness run` over every broken fixture, as a contributor's CI would run it."""
     out = tmp_path_factory.mktemp("broken")
     sandbox = tmp_path_factory.mktemp("contestants")
+    store = tmp_path_factory.mktemp("store") / "store.sqlite"
     proc = run_harness(
         "run",
+        "--store",
+        str(store),
         "--modules-dir",
         str(BROKEN),
         "--no-entry-points",
@@ -46,6 +49,7 @@ def broken_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {
         "proc": proc,
         "out": out,
+        "store": store,
         "doc": document,
         "by_name": {(m["name"], m["source"]): m for m in document["modules"]},
         "leftover": set(worker_processes(sandbox)),
@@ -187,3 +191,21 @@ def test_contestants_die_with_a_killed_judge(tmp_path: Path) -> None:
     while worker_processes(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert worker_processes(tmp_path) == []
+
+
+def test_run_publishes_to_the_store_and_renders_the_leaderboard(broken_run: dict[str, Any]) -> None:
+    """`harness run --out DIR` leaves the run in the store, a site and a Markdown board, and says where."""
+    import sqlite3
+
+    out: Path = broken_run["out"]
+    stdout = broken_run["proc"].stdout
+    assert f"leaderboard: {out / 'site' / 'index.html'}" in stdout and f"store: {broken_run['store']}" in stdout
+    conn = sqlite3.connect(broken_run["store"])
+    (runs,) = conn.execute("SELECT count(*) FROM runs").fetchone()
+    verdicts = dict(conn.execute("SELECT name || ' ' || source, verdict FROM modules").fetchall())
+    conn.close()
+    assert runs == 1
+    assert verdicts == {f"{m['name']} {m['source']}": m["verdict"] for m in broken_run["doc"]["modules"]}
+    board = (out / "leaderboard.md").read_text()
+    assert "Not ranked" in board and "segfaults" in board  # broken modules are listed apart, never ranked
+    assert (out / "site" / "index.html").is_file() and list((out / "site" / "boards").glob("norm-*.html"))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from harness.cli import report
 from harness.cli.scaffold import ScaffoldError, scaffold
 from harness.cli.terminal import print_list, print_verdicts
 from harness.core.contract import ModuleSource
@@ -67,12 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("names", nargs="+", metavar="NAME")
     _add_run_options(check)
 
-    run = sub.add_parser("run", help="run every module through every gate")
+    run = sub.add_parser("run", help="run every module through every gate; with --out, publish to the store and site")
     _add_run_options(run)
+    _add_store_option(run)
+    run.add_argument("--no-publish", action="store_true", help="do not ingest the results or render the leaderboard")
 
     ingest = sub.add_parser("ingest", help="add results documents to the store (history and leaderboards)")
     ingest.add_argument("documents", nargs="+", type=Path, metavar="RESULTS.json")
     _add_store_option(ingest)
+
+    report.add_parser(sub, STORE_HELP)
 
     new = sub.add_parser("new", help="scaffold a module file that passes `harness check` as generated")
     new.add_argument("kind", choices=sorted(KINDS))
@@ -82,13 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+STORE_HELP = f"SQLite store (default: ${STORE_ENV} or {default_store()}; created on first use)"
+
+
 def _add_store_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--store",
-        type=Path,
-        default=None,
-        help=f"SQLite store (default: ${STORE_ENV} or {default_store()}; created on first use)",
-    )
+    parser.add_argument("--store", type=Path, default=None, help=STORE_HELP)
 
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -138,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_new(args)
         if args.command == "ingest":
             return cmd_ingest(args)
+        if args.command == "report":
+            return report.cmd_report(args)
         return cmd_judge(args)
-    except UsageError as exc:
+    except (UsageError, report.ReportError) as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
 
@@ -312,4 +317,6 @@ def cmd_judge(args: argparse.Namespace) -> int:
     print_verdicts(results, seconds() - start, env)
     if args.out is not None:
         print(f"results: {args.out / 'results.json'}")
+        if args.command == "run" and not args.no_publish:
+            report.publish(args.out / "results.json", args.store or default_store(), args.out)
     return 0 if results and all(r.verdict in PASSING for r in results) else 1

@@ -101,12 +101,13 @@ def ingest(paths: list[Path], store: Path) -> list[Ingested]:
 
 def _write_retrying(conn: sqlite3.Connection, path: Path, document: dict[str, Any], sha: str) -> Ingested:
     try:
-        return retry_busy(lambda: _write(conn, path, document, sha))
+        return retry_busy(lambda: write_run(conn, path, document, sha))
     except sqlite3.IntegrityError as exc:  # e.g. one module listed twice with the same source: rolled back
         raise DocumentRejected(f"{path}: $.modules: {exc}; the document was not stored.") from None
 
 
-def _write(conn: sqlite3.Connection, path: Path, document: dict[str, Any], sha: str) -> Ingested:
+def write_run(conn: sqlite3.Connection, path: Path, document: dict[str, Any], sha: str) -> Ingested:
+    """One already-validated document as a new run (or the run it already is), in one transaction."""
     with transaction(conn):
         existing = conn.execute("SELECT run_id FROM runs WHERE document_sha256 = ?", (sha,)).fetchone()
         if existing:
