@@ -1,4 +1,5 @@
-"""Command line: `harness list | check | run | new`. Exit codes: 0 all passed, 1 something failed, 2 usage error."""
+"""Command line: `harness list | check | run | new | changed | ingest | report`. Exit codes: 0 all passed, 1 something
+failed, 2 usage error."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from harness.core.contract import ModuleSource
 from harness.core.seeding import dtype_name
 from harness.gates import GATES
 from harness.integration.policy import MixedPrecisionPolicy, PolicyError, load_policies
-from harness.judge.base_branch import BaseBranchError, base_sources
+from harness.judge.base_branch import BaseBranchError, base_sources, git
 from harness.judge.catalog import catalog
+from harness.judge.changes import changes, describe
 from harness.judge.runner import RunOptions, judge_all
 from harness.judge.sandbox import Limits
 from harness.kinds import KINDS
@@ -78,6 +80,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_store_option(ingest)
 
     report.add_parser(sub, STORE_HELP)
+
+    changed = sub.add_parser(
+        "changed", help="modules a change adds, modifies or removes; whether it touches the harness"
+    )
+    changed.add_argument(
+        "--base", required=True, metavar="REF", help="the branch the change goes into, e.g. origin/main"
+    )
+    changed.add_argument("--head", default="HEAD", metavar="REF", help="the change's last commit (default: HEAD)")
+    changed.add_argument("--json", action="store_true", help="machine-readable output")
+    changed.add_argument(
+        "--modules-dir", type=Path, default=None, help="where modules live (default: in-tree modules/)"
+    )
 
     new = sub.add_parser("new", help="scaffold a module file that passes `harness check` as generated")
     new.add_argument("kind", choices=sorted(KINDS))
@@ -143,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_ingest(args)
         if args.command == "report":
             return report.cmd_report(args)
+        if args.command == "changed":
+            return cmd_changed(args)
         return cmd_judge(args)
     except (UsageError, report.ReportError) as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
@@ -190,6 +206,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         print_list(entries)
     return 1 if any(entry.error for entry in entries) else 0
+
+
+def cmd_changed(args: argparse.Namespace) -> int:
+    modules = (args.modules_dir or default_modules_dir()).resolve()
+    try:
+        root = Path(git(modules.parent if not modules.is_dir() else modules, "rev-parse", "--show-toplevel"))
+        result = changes(root, args.base, args.head, modules.relative_to(root.resolve()).as_posix())
+    except (BaseBranchError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    print(json.dumps(result.as_dict(), indent=1) if args.json else describe(result))
+    return 0
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

@@ -21,7 +21,8 @@ class BaseBranchError(RuntimeError):
     """The base ref cannot be resolved or checked out; the message says what to do."""
 
 
-def _git(repo: Path, *args: str) -> str:
+def git(repo: Path, *args: str) -> str:
+    """The stripped output of `git -C repo ARGS`; BaseBranchError naming the command when it fails."""
     proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise BaseBranchError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip() or proc.stdout.strip()}")
@@ -31,15 +32,15 @@ def _git(repo: Path, *args: str) -> str:
 def base_sources(ref: str, modules_dir: Path) -> tuple[str, dict[str, ModuleSource]]:
     """(merge-base commit, modules there by name) for `ref`, the modules read from a temporary worktree."""
     modules_dir = modules_dir.resolve()
-    repo = Path(_git(modules_dir, "rev-parse", "--show-toplevel"))
+    repo = Path(git(modules_dir, "rev-parse", "--show-toplevel"))
     try:
-        commit = _git(repo, "merge-base", ref, "HEAD")
+        commit = git(repo, "merge-base", ref, "HEAD")
     except BaseBranchError as exc:
         raise BaseBranchError(
             f"{exc}. Fix: fetch the base branch (git fetch origin main) or pass an existing ref to --base."
         ) from None
     where = Path(tempfile.mkdtemp(prefix="harness-base-"))
-    _git(repo, "worktree", "add", "--detach", str(where / "tree"), commit)
+    git(repo, "worktree", "add", "--detach", str(where / "tree"), commit)
     atexit.register(_remove, repo, where)
     base_modules = where / "tree" / modules_dir.relative_to(repo)
     if not base_modules.is_dir():
