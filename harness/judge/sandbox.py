@@ -105,6 +105,9 @@ def _proc_table() -> dict[int, Proc]:
 
 
 _live_contestants: set[int] = set()  # roots of running contestants; never treated as someone's orphan
+# Held while a contestant is spawned and registered, and while a kill looks for orphans: a contestant another
+# thread has just started (already in its own session, not yet in _live_contestants) must never look like one.
+_spawn_lock = threading.Lock()
 
 
 def _tree(root: int, table: dict[int, Proc], known: set[int]) -> set[int]:
@@ -163,7 +166,7 @@ class Contestant:
             "--device",
             self.limits.device,
         ]
-        with open(self._log_path, "wb") as log:
+        with open(self._log_path, "wb") as log, _spawn_lock:
             self.proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
@@ -175,12 +178,12 @@ class Contestant:
                 env=scrubbed_env(self._home.name),
                 cwd=self._home.name,
             )
+            _live_contestants.add(self.proc.pid)
         os.close(to_child_r)
         os.close(from_child_w)
         self._send_fd, self._recv_fd = to_child_w, from_child_r
         os.set_blocking(self._send_fd, False)
         self._members = {self.proc.pid}
-        _live_contestants.add(self.proc.pid)
 
     # -- requests ---------------------------------------------------------------------------------
 
@@ -276,7 +279,13 @@ class Contestant:
         """Kill the child, its session, every descendant we have seen and any orphan it left; reap them."""
         if self.proc is None:
             return
-        _live_contestants.discard(self.proc.pid)
+        with _spawn_lock:
+            _live_contestants.discard(self.proc.pid)
+            self._kill_tree()
+
+    def _kill_tree(self) -> None:
+        """SIGKILL the tree and orphans, reap, and look again, until nothing of it is left (at most 5 passes)."""
+        assert self.proc is not None
         for _ in range(5):
             table = _proc_table()
             targets = _tree(self.proc.pid, table, self._members) | _orphans(table)
