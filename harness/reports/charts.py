@@ -24,6 +24,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.typing import RcKeyType
 
 from harness.reports.model import Board, ModulePage
+from harness.reports.site_tables import size
 
 _STYLE: dict[RcKeyType, Any] = {
     "text.parse_math": False,  # untrusted names: "$" must stay a dollar sign, never start mathtext
@@ -84,7 +85,7 @@ def memory_bars(board: Board) -> str:
         colors = [_FASTER if r < 1 else _SLOWER if r > 1 else _NEUTRAL for r in ratios]
         ax.barh(range(len(labels)), ratios, color=colors, height=0.6, zorder=2)
         for y, (ratio, peak) in enumerate(zip(ratios, frame["peak_bytes"], strict=True)):
-            text = f" {ratio:.2f}" + (f"  ({_bytes(float(peak))})" if _present(peak) else "")
+            text = f" {ratio:.2f}" + (f"  ({size(float(peak))})" if _present(peak) else "")
             ax.text(ratio, y, text, va="center", fontsize=8, zorder=4)
         _reference_line(ax)
         ax.set_xlim(0, max([*ratios, 1.0]) * 1.35)
@@ -266,11 +267,3 @@ def _label(text: Any, limit: int = _LABEL_CHARS) -> str:
     """Untrusted text as a label, cut to `limit` characters (mathtext is off, see _STYLE)."""
     plain = str(text)
     return plain if len(plain) <= limit else plain[: limit - 1] + "…"
-
-
-def _bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(count) < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GB"
