@@ -211,6 +211,26 @@ def test_each_module_shows_its_latest_run_and_its_history(tmp_path: Path) -> Non
     assert page.provenance.runs == 2
 
 
+def test_a_run_that_is_not_authoritative_is_marked_and_never_displaces_the_ranking(tmp_path: Path) -> None:
+    """A pull request that changed the harness: its results are shown as not authoritative, never ranked."""
+    main = document(module("norm_a", 2.0, 1.9, 2.1), date="2026-11-01T00:00:00+00:00")
+    pr = document(module("norm_a", 0.1, 0.09, 0.11), module("norm_new", 0.2, 0.19, 0.21))
+    pr["config"] |= {"authoritative": False, "authority_note": "not authoritative: the change edits the harness"}
+    lb = build_leaderboard(make_store(tmp_path / "s.db", main, pr))
+    assert only_board(lb).ranked["module"].tolist() == ["norm_a"]
+    assert only_board(lb).ranked["ratio"].tolist() == [2.0]  # the authoritative run, not the pull request's 0.1
+    assert sorted(n for n in lb.notes if "not authoritative" in n) == [
+        "norm_a on cpu: run 2 (commit 0123456789ab) is not authoritative: the change edits the harness; "
+        "boards show its last authoritative run",
+        "norm_new on cpu: run 2 (commit 0123456789ab) is not authoritative: the change edits the harness; "
+        "it is not ranked",
+    ]
+    page = next(p for p in lb.modules if p.name == "norm_a")
+    assert page.authority == "not authoritative: the change edits the harness"
+    assert page.history["verdict"].tolist() == ["pass", "pass (not authoritative)"]
+    assert next(p for p in lb.modules if p.name == "norm_new").authority.startswith("not authoritative")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The shipped modules' real results (tests/fixtures/results/README.md)
 

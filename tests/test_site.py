@@ -160,6 +160,7 @@ def module_page(name: str, kind: str, ratio: float, verdict: str = "pass", reaso
         source=f"modules/{kind}/{name}.py",
         verdict=verdict,
         reason=reason,
+        authority="",
         gates=frame(gates, GATE_COLUMNS),
         cases=frame(cases, CASE_COLUMNS),
         history=frame(history, HISTORY_COLUMNS),

@@ -29,7 +29,8 @@ from harness.perf.config import PerfConfigError, PerfSettings, load_thresholds
 from harness.perf.timer import seconds
 from harness.registry.sources import module_sources
 from harness.results.document import ResultsDocument
-from harness.results.fingerprint import fingerprint
+from harness.results.fingerprint import REPO_ROOT as JUDGE_ROOT
+from harness.results.fingerprint import fingerprint, git_commit
 from harness.results.records import PASSING, GateName
 from harness.store import DocumentRejected, StoreError, default_store, ingest
 from harness.store.db import STORE_ENV
@@ -119,6 +120,19 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     _add_source_options(parser)
     parser.add_argument("--gates", default=",".join(GATES), help=f"comma-separated gates among {', '.join(GATES)}")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument(
+        "--modules-from",
+        type=Path,
+        default=None,
+        metavar="TREE",
+        help="trusted judge: judge the module files of TREE/modules (e.g. a pull request's head checkout) with "
+        "this harness, its kinds and its settings; nothing else of TREE is read or imported",
+    )
+    parser.add_argument(
+        "--not-authoritative",
+        action="store_true",
+        help="mark the results as not authoritative (the change being judged edits the harness itself)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write DIR/results.json (and DIR/modules/*.json)")
     parser.add_argument("--seed", type=int, default=None, help="fix the input seed (default: a secret random seed)")
     parser.add_argument(
@@ -165,11 +179,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _modules_root(args: argparse.Namespace) -> Path:
+    """Where the module files come from: TREE/modules with --modules-from, else --modules-dir or the in-tree one."""
+    tree: Path | None = getattr(args, "modules_from", None)
+    if tree is None:
+        return Path(args.modules_dir or default_modules_dir())
+    if args.modules_dir is not None:
+        raise UsageError("--modules-from TREE reads TREE/modules; it cannot be combined with --modules-dir.")
+    return tree / "modules"
+
+
 def _sources(args: argparse.Namespace) -> list[ModuleSource]:
-    root = args.modules_dir or default_modules_dir()
+    root = _modules_root(args)
     if not root.is_dir():
-        raise UsageError(f"modules directory {root} does not exist. Fix: pass --modules-dir DIR.")
-    return module_sources(root, entry_points=not args.no_entry_points)
+        fix = "pass a checkout that has modules/" if getattr(args, "modules_from", None) else "pass --modules-dir DIR"
+        raise UsageError(f"modules directory {root} does not exist. Fix: {fix}.")
+    # A trusted-judge run judges the tree's files only: an installed package's modules are not the change's.
+    entry_points = not args.no_entry_points and getattr(args, "modules_from", None) is None
+    return module_sources(root, entry_points=entry_points)
 
 
 def _policies(args: argparse.Namespace) -> list[MixedPrecisionPolicy]:
@@ -183,7 +210,12 @@ def _policies(args: argparse.Namespace) -> list[MixedPrecisionPolicy]:
 
 
 def _config_path(args: argparse.Namespace) -> Path:
-    return args.config or (args.modules_dir or default_modules_dir()).resolve().parent / "pyproject.toml"
+    """--config, else the pyproject.toml beside the modules; in a trusted-judge run, the judge's own, never TREE's."""
+    if args.config is not None:
+        return Path(args.config)
+    if getattr(args, "modules_from", None) is not None:
+        return JUDGE_ROOT / "pyproject.toml"
+    return _modules_root(args).resolve().parent / "pyproject.toml"
 
 
 def _perf_thresholds(args: argparse.Namespace) -> tuple[float | None, dict[str, float]]:
@@ -278,7 +310,7 @@ def _base(args: argparse.Namespace, gates: tuple[GateName, ...]) -> tuple[str | 
     if args.base is None or GateName.PERF not in gates:
         return None, {}
     try:
-        return base_sources(args.base, args.modules_dir or default_modules_dir())
+        return base_sources(args.base, _modules_root(args))
     except BaseBranchError as exc:
         raise UsageError(str(exc)) from None
 
@@ -312,6 +344,24 @@ def _seed(args: argparse.Namespace) -> int:
     return args.seed if args.seed is not None else secrets.randbits(63)
 
 
+NOT_AUTHORITATIVE = (
+    "not authoritative: the change being judged edits the harness itself; the verdict that counts comes from the "
+    "base branch's harness, and a maintainer must approve the change to the harness"
+)
+
+
+def _authority(args: argparse.Namespace) -> dict[str, object]:
+    """What a trusted-judge run records about where the modules came from and whether its verdicts count."""
+    fields: dict[str, object] = {"authoritative": not args.not_authoritative}
+    if args.not_authoritative:
+        fields["authority_note"] = NOT_AUTHORITATIVE
+    if args.modules_from is not None:
+        commit, _dirty = git_commit(Path(args.modules_from))
+        fields["modules_from"] = str(Path(args.modules_from).resolve())
+        fields["modules_commit"] = None if commit == "unknown" else commit
+    return fields
+
+
 def cmd_judge(args: argparse.Namespace) -> int:
     gates = _gates(args)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -336,7 +386,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
         "timeout_s": limits.timeout_s,
         "memory_mb": limits.memory_mb,
         "device": args.device,
-        "modules_dir": str(args.modules_dir or default_modules_dir()),
+        "modules_dir": str(_modules_root(args)),
+        **_authority(args),
     }
     document = ResultsDocument(env, config, args.out)
     start = seconds()

@@ -70,7 +70,8 @@ def build_leaderboard(store_path: Path) -> Leaderboard:
     notes: list[str] = []
     modules = store.modules
     policy = (modules["kind"] == "quantization") & modules["source"].str.startswith(POLICY_SOURCE)
-    on_boards = _latest(modules[~policy], by=["name", "device"])
+    on_boards = _latest(modules[~policy & modules["authoritative"]], by=["name", "device"])
+    notes += _not_authoritative(modules[~policy], on_boards)
     entries = [entry_of(row, _gates_of(store, row), _cases_of(store, row)) for row in _records(on_boards)]
     return Leaderboard(
         boards=_boards(entries, store.runs, notes),
@@ -89,18 +90,39 @@ def build_leaderboard(store_path: Path) -> Leaderboard:
 def _read(path: Path) -> _Store:
     with closing(connect(path, readonly=True)) as conn:  # StoreError names a missing or too new store
         runs = pd.read_sql_query(
-            "SELECT run_id, date, device, git_commit, torch_version, harness_version FROM runs", conn
+            "SELECT run_id, date, device, git_commit, torch_version, harness_version, config FROM runs", conn
         )
+        runs = runs.assign(authority=[_authority(c) for c in runs["config"]]).drop(columns="config")
+        runs = runs.assign(authoritative=runs["authority"] == "")
         stamp = pd.to_datetime(runs["date"], utc=True, format="ISO8601", errors="coerce")
         runs = runs.assign(stamp=stamp).sort_values(["stamp", "run_id"], na_position="first")
         runs = runs.assign(order=range(len(runs))).drop(columns="stamp")
         modules = pd.read_sql_query("SELECT * FROM modules", conn).merge(
-            runs[["run_id", "date", "device", "git_commit", "order"]], on="run_id"
+            runs[["run_id", "date", "device", "git_commit", "order", "authority", "authoritative"]], on="run_id"
         )
         gates = _in_gate_order(pd.read_sql_query("SELECT * FROM gates", conn))
         shown = set(_latest(modules, by=["name", "device"])["run_id"]) | set(_latest(modules, by=["name"])["run_id"])
         cases = _read_cases(conn, sorted(shown))
     return _Store(runs, modules, gates, cases)
+
+
+def _authority(config: str) -> str:
+    """ "" when a run's verdicts count; else why not (a change to the harness itself no maintainer approved)."""
+    settings = json.loads(config)
+    if settings.get("authoritative", True):
+        return ""
+    return str(settings.get("authority_note") or "not authoritative: the run judged a change to the harness itself")
+
+
+def _not_authoritative(modules: pd.DataFrame, on_boards: pd.DataFrame) -> list[str]:
+    """A note for each module whose latest run does not count: boards keep its last authoritative result."""
+    latest = _latest(modules, by=["name", "device"], one=True)
+    ranked = {(r["name"], r["device"]) for r in _records(on_boards)}
+    return [
+        f"{r['name']} on {r['device']}: run {r['run_id']} (commit {str(r['git_commit'])[:12]}) is {r['authority']}; "
+        + ("boards show its last authoritative run" if (r["name"], r["device"]) in ranked else "it is not ranked")
+        for r in _records(latest[~latest["authoritative"]])
+    ]
 
 
 def _read_cases(conn: sqlite3.Connection, run_ids: Sequence[int]) -> pd.DataFrame:
@@ -293,6 +315,7 @@ def _page(store: _Store, row: dict[str, Any]) -> ModulePage:
         source=row["source"],
         verdict=row["verdict"],
         reason=row["reason"],
+        authority=str(row["authority"]),
         gates=_frame(gates, GATE_COLUMNS),
         cases=_frame([_case_row(c) for c in cases], CASE_COLUMNS),
         history=history,
@@ -318,7 +341,7 @@ def _history(store: _Store, name: str) -> pd.DataFrame:
                 "commit": row["git_commit"],
                 "date": row["date"],
                 "run_id": row["run_id"],
-                "verdict": row["verdict"],
+                "verdict": row["verdict"] if row["authoritative"] else f"{row['verdict']} (not authoritative)",
                 **{column: speed[column] for column in SUMMARY_COLUMNS["all"]},
                 "device": row["device"],
             }

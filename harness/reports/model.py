@@ -121,6 +121,7 @@ class ModulePage:
     source: str
     verdict: str
     reason: str
+    authority: str  # "" when the latest run counts; else why it does not (an unapproved change to the harness)
     gates: pd.DataFrame  # GATE_COLUMNS, latest run
     cases: pd.DataFrame  # CASE_COLUMNS, latest run
     history: pd.DataFrame  # HISTORY_COLUMNS, oldest first
