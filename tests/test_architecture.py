@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.core", "harness.results", "harness.protocol"),
     ("harness.store",),  # reads results documents only
     ("harness.reports",),  # reads the store only: never a gate, the judge, the worker or a module
+    ("harness.bot",),  # reads results, the store and the reports; never a gate, the judge, the worker or a module
     ("harness.kinds",),
     ("harness.registry",),
     ("harness.perf", "harness.integration"),

@@ -1,5 +1,5 @@
-"""Command line: `harness list | check | run | new | changed | ingest | report`. Exit codes: 0 all passed, 1 something
-failed, 2 usage error."""
+"""Command line: `harness list | check | run | new | changed | plan | merge | ingest | report | pr | unpack`. Exit
+codes: 0 all passed, 1 something failed, 2 usage error."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from harness.cli import report
+from harness.cli import pr, report, shards, unpack
 from harness.cli.scaffold import ScaffoldError, scaffold
 from harness.cli.terminal import print_list, print_verdicts
 from harness.core.contract import ModuleSource
@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_store_option(ingest)
 
     report.add_parser(sub, STORE_HELP)
+    pr.add_parser(sub)
+    unpack.add_parser(sub)
+    shards.add_parsers(sub, default_modules_dir)
 
     changed = sub.add_parser(
         "changed", help="modules a change adds, modifies or removes; whether it touches the harness"
@@ -171,6 +174,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_ingest(args)
         if args.command == "report":
             return report.cmd_report(args)
+        if args.command == "pr":
+            return pr.cmd_pr(args)
+        if args.command == "unpack":
+            return unpack.cmd_unpack(args)
+        if args.command == "plan":
+            return shards.cmd_plan(args)
+        if args.command == "merge":
+            return shards.cmd_merge(args)
         if args.command == "changed":
             return cmd_changed(args)
         return cmd_judge(args)

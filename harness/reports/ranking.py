@@ -85,3 +85,9 @@ def pareto_layers(costs: Sequence[float], times: Sequence[float]) -> list[int]:
 
 def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[0] <= b[0] and a[1] <= b[1] and a != b
+
+
+def would_rank(speed: Speed, others: Sequence[Speed]) -> int:
+    """The rank `speed` would take on a board of `others`: 1 + the number of them significantly faster than it (the
+    rule of `rank_entries`), so a newcomer never ranks ahead on noise."""
+    return 1 + sum(significantly_faster(other, speed) for other in others)
