@@ -32,14 +32,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 FIXTURES = REPO / "tests" / "fixtures"
-BROKEN = FIXTURES / "broken_modules"
+CORPUS = REPO / "tests" / "adversarial" / "modules"  # the adversarial corpus: hostile and broken modules
 
 
-def run_harness(*args: str, timeout: float = 900, tmpdir: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """`harness ARGS...` in a fresh process, output captured; contestants live under `tmpdir` if given."""
-    env = {**os.environ, "TMPDIR": str(tmpdir)} if tmpdir else None
+def run_harness(
+    *args: str, timeout: float = 900, tmpdir: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`harness ARGS...` in a fresh process, output captured; contestants live under `tmpdir` if given; `env` is
+    added to the environment."""
+    environ = {**os.environ, **({"TMPDIR": str(tmpdir)} if tmpdir else {}), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env
+        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=environ
     )
 
 

@@ -56,7 +56,7 @@ from harness.protocol.messages import (
 from harness.registry.sources import module_sources
 from harness.results.document import ResultsDocument, validate
 from harness.results.records import GateName, GateResult, ModuleResult, Verdict
-from tests.conftest import FIXTURES, REPO
+from tests.conftest import REPO
 
 # Short measurements: the tests check behaviour, not figures (benchmarks/fidelity.py measures those).
 FAST = PerfSettings(
@@ -80,10 +80,6 @@ def _judge(
     results = judge_all(sources, options, document.add)
     assert [m.name for m in document.modules] == [r.name for r in results]  # reported twice, listed once
     return {r.name: r for r in results}
-
-
-def _fixture(name: str) -> ModuleSource:
-    return {s.name: s for s in module_sources(FIXTURES / "perf_modules", entry_points=False)}[name]
 
 
 def test_shipped_module_gets_ratios_roofline_and_memory() -> None:
@@ -129,33 +125,6 @@ def _environment() -> dict[str, object]:
         "seed_policy": "fixed",
         "date": "2026-11-23T00:00:00+00:00",
     }
-
-
-@pytest.mark.parametrize(
-    ("fixture", "expected"),
-    [
-        ("rms_norm_patches_torch", "objects the baseline depends on were replaced: torch.rsqrt"),
-        ("rms_norm_kernel_override", "dispatch table of aten::rsqrt"),
-        ("rms_norm_function_mode", "torch function mode is active"),
-        ("rms_norm_halves_its_clock", "harness.perf.timer.CpuTimer.time"),
-        ("rms_norm_interval_timer", "profiling interval timer is armed"),
-        ("rms_norm_busy_thread", "of CPU during a timed block"),
-        ("rms_norm_child_process", "started processes"),
-    ],
-)
-def test_tampering_is_a_verdict_not_a_speed(small_cases_only: None, fixture: str, expected: str) -> None:
-    result = _judge([_fixture(fixture)])[fixture]
-    (gate,) = result.gates
-    assert gate.verdict == "tampered" and result.verdict == "tampered", gate.reason
-    assert expected in gate.reason, gate.reason
-    assert not gate.summary  # no speed figure from a tampered measurement
-
-
-def test_memoized_outputs_are_caught_by_the_salted_inputs(small_cases_only: None) -> None:
-    result = _judge([_fixture("rms_norm_memoized")])["rms_norm_memoized"]
-    (gate,) = result.gates
-    assert gate.verdict == "fail", gate.reason
-    assert "output during timing" in gate.reason or "module raised" in gate.reason, gate.reason
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -286,6 +255,7 @@ class FakeContestant:
             return WarmedUp(rounds=3, ns={side: [self._ns(side, 0)] for side in case.sides})
         if isinstance(request, PerfBlock):
             self.last.clear()
+            stamps = [now_ns()]  # clock readings before and after each call, which fills the time between exactly
             times: dict[str, list[int]] = {side: [] for side in case.sides}
             for r, sides in enumerate(request.order):
                 for side in sides:
@@ -296,11 +266,13 @@ class FakeContestant:
                     )
                     self.calls[pool] += 1
                     times[side].append(self._ns(side, r))
+                    stamps += (stamps[-1], stamps[-1] + times[side][-1])
             deadline = now_ns() + sum(map(sum, times.values()))
             while (left := deadline - now_ns()) > 0:
                 time.sleep(left / 1e9)
             self.blocks += 1
-            return BlockTimes(ns={s: [t * self.overreport for t in v] for s, v in times.items()}, hooks=self.hooks)
+            ns = {s: [t * self.overreport for t in v] for s, v in times.items()}
+            return BlockTimes(ns=ns, hooks=self.hooks, stamps=stamps[1:])
         if isinstance(request, PerfOutputs):
             outputs = [self._output(self.last[pick]) for pick in request.picks]
             self.last.clear()

@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 
 from harness.results.document import load_schema, validate
+from harness.store.ingest import TooDeep, load_json
 
 MODULE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,99}")
 _MESSAGE_LIMIT = 300
@@ -27,9 +28,11 @@ def _no_constant(name: str) -> Any:
 
 def _parse(data: bytes) -> Any:
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+        return load_json(data.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DocumentProblem(f"it is not UTF-8 JSON ({exc})") from None
+    except TooDeep as exc:
+        raise DocumentProblem(f"it is not a document the harness writes: {exc}") from None
 
 
 def _schema_problem(exc: jsonschema.ValidationError, what: str) -> DocumentProblem:

@@ -16,11 +16,12 @@ from typing import Any
 import jsonschema
 
 from harness.results.document import load_schema
+from harness.store.ingest import MAX_DOCUMENT_BYTES, TooDeep, load_json
 
 RESULTS = "results.json"
 CHANGES = "changes.json"
 GPU_RESULTS = "gpu/results.json"
-MAX_BYTES = 256 * 2**20  # larger than any honest run (the store's ingest uses the same bound)
+MAX_BYTES = MAX_DOCUMENT_BYTES  # larger than any honest run: the store's ingest refuses the same
 _CHANGE_LISTS = ("added", "modified", "removed")
 _MODULE_FIELDS = ("name", "kind", "path")
 _FIX_RESULTS = "Fix: pass the directory `harness check --out DIR` or `harness run --out DIR` wrote, unchanged."
@@ -84,7 +85,9 @@ def _read_json(path: Path, fix: str) -> Any:
     try:
         if path.stat().st_size > MAX_BYTES:
             raise ResultsUnusable(f"{path}: $: more than {MAX_BYTES:,} bytes, larger than any run writes. {fix}")
-        return json.loads(path.read_bytes())
+        return load_json(path.read_bytes())
+    except TooDeep as exc:
+        raise ResultsUnusable(f"{path}: {exc}. {fix}") from None
     except OSError as exc:
         raise ResultsUnusable(f"{path}: cannot be read ({exc.strerror}). {fix}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -4,6 +4,7 @@ codes: 0 all passed, 1 something failed, 2 usage error."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import secrets
@@ -22,7 +23,9 @@ from harness.integration.policy import MixedPrecisionPolicy, PolicyError, load_p
 from harness.judge.base_branch import BaseBranchError, base_sources, git
 from harness.judge.catalog import catalog
 from harness.judge.changes import changes, describe
-from harness.judge.runner import RunOptions, judge_all
+from harness.judge.integrity import HarnessTampered
+from harness.judge.isolation import MODES, module_roots
+from harness.judge.runner import RunOptions, RunStopped, judge_all
 from harness.judge.sandbox import Limits
 from harness.kinds import KINDS
 from harness.perf.config import PerfConfigError, PerfSettings, load_thresholds
@@ -117,6 +120,13 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-entry-points", action="store_true", help="ignore modules from installed packages")
     parser.add_argument("--timeout", type=float, default=Limits.timeout_s, help="seconds per module and gate")
     parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb, help="memory cap per contestant process")
+    parser.add_argument(
+        "--isolation",
+        choices=MODES,
+        default="auto",
+        help="auto (default): contestants get the strongest isolation this machine allows (Landlock, another user, "
+        "no capabilities); off: none, for testing the integrity check only",
+    )
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -239,11 +249,20 @@ def _perf_thresholds(args: argparse.Namespace) -> tuple[float | None, dict[str, 
 def _limits(args: argparse.Namespace) -> Limits:
     if args.timeout <= 0 or args.memory_mb <= 0:
         raise UsageError("--timeout and --memory-mb must be positive")
-    return Limits(timeout_s=args.timeout, memory_mb=args.memory_mb, device=getattr(args, "device", "cpu"))
+    return Limits(
+        timeout_s=args.timeout,
+        memory_mb=args.memory_mb,
+        device=getattr(args, "device", "cpu"),
+        isolation_mode=args.isolation,
+    )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    entries = catalog(_sources(args), _limits(args))
+    try:
+        entries = catalog(_sources(args), _limits(args))
+    except HarnessTampered as exc:
+        print(f"harness: error: {exc.reason}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps([entry.as_dict() for entry in entries], indent=1))
     else:
@@ -382,7 +401,10 @@ def cmd_judge(args: argparse.Namespace) -> int:
     seed = _seed(args)
     base_commit, base = _base(args, gates)
     options = _options(args, gates, policies, seed, base)
+    roots = module_roots(s.path for s in [*available, *base.values()])
+    options = dataclasses.replace(options, limits=options.limits.with_isolation(roots))
     limits = options.limits
+    assert limits.isolation is not None
     env = fingerprint(
         device=args.device,
         threads=limits.threads,
@@ -390,6 +412,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
         seed=seed,
         seed_policy=SEED_FIXED if args.seed is not None else SEED_SECRET,
     )
+    env["isolation"] = limits.isolation.as_dict()
     config = {
         "gates": [str(g) for g in gates],
         "base_ref": args.base,
@@ -402,8 +425,15 @@ def cmd_judge(args: argparse.Namespace) -> int:
     }
     document = ResultsDocument(env, config, args.out)
     start = seconds()
-    results = judge_all(sources, options, document.add, available=available)
+    stopped = None
+    try:
+        results = judge_all(sources, options, document.add, available=available)
+    except RunStopped as exc:
+        results, stopped = exc.results, str(exc)
     print_verdicts(results, seconds() - start, env)
+    if stopped:
+        print(f"harness: error: {stopped}", file=sys.stderr)
+        return 1
     if args.out is not None:
         print(f"results: {args.out / 'results.json'}")
         if args.command == "run" and not args.no_publish:

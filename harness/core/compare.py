@@ -28,7 +28,9 @@ class Comparison:
 def structure(name: str, got: object, shape: torch.Size, dtype: torch.dtype) -> str | None:
     """Type, shape and dtype of a returned tensor; None when all match, else the reason."""
     if type(got) is not torch.Tensor:
-        return f"{name}: expected type torch.Tensor, found {type(got).__name__}"
+        # The contestant sends what it cannot send (e.g. a torch.Tensor subclass) as "<unsendable ...>".
+        found = got if isinstance(got, str) and got.startswith("<unsendable ") else type(got).__name__
+        return f"{name}: expected type torch.Tensor, found {found}"
     if got.shape != shape:
         return f"{name}: expected shape {tuple(shape)}, found {tuple(got.shape)}"
     if got.dtype != dtype:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
+from harness.core.lineage import NOT_COMPUTED, unreached
 from harness.kinds import KINDS
 from harness.kinds.attention import reference_attention
 
@@ -109,6 +112,59 @@ def reference_slots(
     )
 
 
+class OutputNotFromInputs(RuntimeError):
+    """A module in a slot returned a tensor not computed from that call's inputs: cached, replayed or found.
+
+    Raised in the contestant, which stops training; the judge reports the message (gates/integration/scoring.py).
+    """
+
+
+class _Computed:
+    """A module's forward in a slot, checked on every call: its output is computed from the inputs of that call.
+
+    With grad enabled, the output's autograd graph must reach every input that requires grad (a replayed output's
+    graph leads to an earlier call's inputs, or nowhere); always, the output may not be the very tensor an earlier
+    call returned. Without this a replay fails only later, as an autograd error or a quality figure, neither of
+    which says why.
+    """
+
+    def __init__(self, forward: Any, slot: str) -> None:
+        self.forward, self.slot = forward, slot
+        self.calls = 0
+        self.returned: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}  # id -> (earlier output, its call)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        out = self.forward(*args, **kwargs)
+        if type(out) is not torch.Tensor:
+            return out  # the model's own arithmetic reports a wrong type where it is used
+        earlier = self.returned.get(id(out))
+        if earlier is not None and earlier[0]() is out:
+            raise OutputNotFromInputs(
+                f"the {self.slot} module's output on call {self.calls} is the very tensor it returned on call "
+                f"{earlier[1]}, for other inputs ({NOT_COMPUTED})"
+            )
+        self.returned[id(out)] = (weakref.ref(out, self._forget(id(out))), self.calls)
+        inputs = {**{f"argument {i}": a for i, a in enumerate(args)}, **kwargs}
+        missing = unreached(out, inputs) if torch.is_grad_enabled() else []
+        if missing:
+            quoted = [repr(n) for n in missing]
+            names = f" {quoted[0]}" if len(quoted) == 1 else f"s {', '.join(quoted[:-1])} and {quoted[-1]}"
+            raise OutputNotFromInputs(
+                f"the {self.slot} module's output on call {self.calls} does not depend on its input{names}: its "
+                f"autograd graph never reaches this call's tensors ({NOT_COMPUTED})"
+            )
+        return out
+
+    def _forget(self, key: int) -> Callable[[weakref.ref[torch.Tensor]], None]:
+        """A weakref callback dropping the entry of an output once it is freed (its id may then be reused)."""
+
+        def forget(_: weakref.ref[torch.Tensor]) -> None:
+            self.returned.pop(key, None)
+
+        return forget
+
+
 def _forward_of(instance: Any, slot: str) -> Any:
     forward = getattr(instance, "forward", None)
     if not callable(forward):
@@ -116,7 +172,7 @@ def _forward_of(instance: Any, slot: str) -> Any:
             f"the {slot} slot takes a module instance with a forward method, got {type(instance).__name__}. "
             "Fix: pass an instance of the registered class, e.g. EagerAttention()."
         )
-    return forward
+    return _Computed(forward, slot)
 
 
 def slots_from_modules(

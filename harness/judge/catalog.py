@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.core.contract import ModuleSource, ModuleSpec
+from harness.judge.integrity import Guard
+from harness.judge.isolation import module_roots
 from harness.judge.sandbox import Contestant, Limits
 from harness.judge.session import LoadFailed, Session
 from harness.protocol.errors import ContestantDied
@@ -39,12 +41,14 @@ class CatalogEntry:
 
 def catalog(sources: list[ModuleSource], limits: Limits) -> list[CatalogEntry]:
     """Load every source in one contestant; a module that kills it is listed with the reason and skipped."""
+    limits = limits.with_isolation(module_roots(s.path for s in sources))
     duplicates = duplicate_names(sources)
     entries: list[CatalogEntry] = []
     pending = [s for s in sources if s.name not in duplicates]
     for name, group in duplicates.items():
         message = duplicate_message(name, [s.where for s in group])
         entries += [CatalogEntry(s, None, message) for s in group]
+    guard = Guard()
     while pending:
         with Contestant(limits, "catalog") as contestant:
             session = Session(contestant)
@@ -58,5 +62,6 @@ def catalog(sources: list[ModuleSource], limits: Limits) -> list[CatalogEntry]:
                 except ContestantDied as died:
                     entries.append(CatalogEntry(source, None, f"{died.verdict}: {died.reason}"))
                     break  # this contestant is gone; the rest go to a fresh one
+        guard.verify("catalog")  # HarnessTampered: a listed module changed the judge's files
     order = {s.name: i for i, s in enumerate(sources)}
     return sorted(entries, key=lambda e: (e.spec.kind if e.spec else e.source.kind or "", order[e.source.name]))

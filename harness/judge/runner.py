@@ -9,9 +9,10 @@ protocol violation becomes that module's verdict, its finished cases are kept, a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ from harness.gates.integration import IntegrationGate, PolicyUnusable
 from harness.integration.policy import MixedPrecisionPolicy
 from harness.integration.runs import TaskSetup
 from harness.integration.setups import DEFAULT_SETUPS
+from harness.judge.integrity import Guard
+from harness.judge.isolation import module_roots, protect_judge
 from harness.judge.sandbox import Limits
 from harness.judge.session import LoadFailed, open_session
 from harness.perf.config import PerfSettings
@@ -65,9 +68,21 @@ class Run:
         self.options = options
         config = options.config()
         self.gates: list[Gate] = [GATES[GateName(name)](config) for name in options.gates]
+        self.guard = Guard()
 
-    def open_contestant(self, label: str) -> contextlib.AbstractContextManager[Channel]:
-        return open_session(self.options.limits, label)
+    @contextlib.contextmanager
+    def open_contestant(self, label: str) -> Iterator[Channel]:
+        """A fresh contestant; when it is gone, the judge's files are checked (HarnessTampered on a change)."""
+        try:
+            with open_session(self.options.limits, label) as channel:
+                yield channel
+        finally:
+            self.guard.verify(label)
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the run stopped (a contestant changed the judge's files), or None."""
+        return self.guard.stopped
 
     @property
     def shared(self) -> list[Gate]:
@@ -98,7 +113,7 @@ def _guarded(gate: GateResult, body: Callable[[], tuple[Verdict, str]]) -> None:
 def _run_gate(gate: Gate, source: ModuleSource, result: ModuleResult, run: Run) -> GateResult:
     """One gate on one module, appended to its result."""
     record = GateResult(gate=gate.name, verdict=Verdict.ERROR)
-    blocked = gate.blocked_by(list(result.gates))
+    blocked = f"not judged: {run.stopped}" if run.stopped else gate.blocked_by(list(result.gates))
     result.gates.append(record)
     if blocked:
         record.verdict, record.reason = Verdict.SKIPPED, blocked
@@ -147,11 +162,18 @@ def judge_module(source: ModuleSource, run: Run) -> ModuleResult:
     result = ModuleResult(name=source.name, source=source.where, kind=source.kind)
     for gate in run.shared:
         record = _run_gate(gate, source, result, run)
-        if record.verdict in PROCESS_VERDICTS and not record.cases:
+        if record.verdict in (*PROCESS_VERDICTS, Verdict.TAMPERED) and not record.cases:
             break  # the module cannot even start; later gates would only repeat the same failure
-    result.verdict, result.reason = overall(result.gates)
+    result.verdict, result.reason = _conclude(result, run)
     result.seconds = seconds() - start
     return result
+
+
+def _conclude(result: ModuleResult, run: Run) -> tuple[Verdict, str]:
+    """The module's verdict from its gates; a module the stopped run never judged is an error that says so."""
+    if run.stopped and all(g.verdict is Verdict.SKIPPED for g in result.gates):
+        return Verdict.ERROR, f"not judged: {run.stopped}"
+    return overall(result.gates)
 
 
 def judge_exclusive(source: ModuleSource, result: ModuleResult, run: Run) -> ModuleResult:
@@ -159,7 +181,7 @@ def judge_exclusive(source: ModuleSource, result: ModuleResult, run: Run) -> Mod
     for gate in run.exclusive:
         record = _run_gate(gate, source, result, run)
         result.seconds += record.seconds
-    result.verdict, result.reason = overall(result.gates)
+    result.verdict, result.reason = _conclude(result, run)
     return result
 
 
@@ -177,9 +199,11 @@ def judge_policy(policy: MixedPrecisionPolicy, sources: dict[str, ModuleSource],
             reason=f"a policy is judged in the integration gate; {gate.name} judges its modules",
         )
         result.gates.append(record)
-        if isinstance(gate, IntegrationGate):
+        if run.stopped:
+            record.reason = f"not judged: {run.stopped}"
+        elif isinstance(gate, IntegrationGate):
             _guarded(record, functools.partial(gate.run_policy, policy, sources, run.open_contestant, record))
-    result.verdict, result.reason = overall(result.gates)
+    result.verdict, result.reason = _conclude(result, run)
     result.seconds = seconds() - start
     return result
 
@@ -218,6 +242,11 @@ def judge_all(
 
     Results come back in source order, then policy order, whatever order they finish in.
     """
+    if options.limits.isolation is None:
+        everything = [*sources, *(available or []), *options.base.values()]
+        limits = options.limits.with_isolation(module_roots(s.path for s in everything))
+        options = dataclasses.replace(options, limits=limits)
+    protect_judge()
     run = Run(options)
     runnable, early = duplicate_results(sources)
     lock = threading.Lock()
@@ -247,7 +276,18 @@ def judge_all(
     finally:
         torch.set_num_threads(threads)
     order = {name: i for i, name in enumerate([s.name for s in sources] + [p.name for p in options.policies])}
-    return sorted(early + judged, key=lambda r: order.get(r.name, 0))
+    results = sorted(early + judged, key=lambda r: order.get(r.name, 0))
+    if run.stopped:
+        raise RunStopped(run.stopped, results)
+    return results
 
 
-__all__ = ["OpenContestant", "Run", "RunOptions", "judge_all", "judge_module"]
+class RunStopped(Exception):
+    """A contestant changed the judge's files; the results so far are kept, and nothing more was judged."""
+
+    def __init__(self, reason: str, results: list[ModuleResult]) -> None:
+        super().__init__(reason)
+        self.results = results
+
+
+__all__ = ["OpenContestant", "Run", "RunOptions", "RunStopped", "judge_all", "judge_module"]

@@ -16,10 +16,11 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from harness.judge.isolation import FILE_SIZE_MB, Isolation, decide
 from harness.protocol.errors import ContestantDied
 from harness.protocol.frames import HEADER, MAX_FRAME, ProtocolError, decode, encode
 from harness.protocol.messages import Exit
@@ -27,6 +28,8 @@ from harness.results.records import Verdict
 
 SCAN_INTERVAL_S = 0.05  # the process-tree memory scan runs at most this often while a frame is in transit
 POLL_S = 0.1
+TAIL_BYTES = 8192  # of the contestant's output, the most the judge reads back for a message
+TAIL_LINE = 300  # characters of one output line quoted in a message
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # Environment the child inherits; everything else (tokens, credentials, CI secrets) is dropped.
 KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH")
@@ -52,6 +55,16 @@ class Limits:
     memory_mb: int = 4096  # address-space cap inside the child and resident-memory cap on its process tree
     threads: int = 1  # torch threads in the child
     device: str = "cpu"  # where the child runs the module: cpu or cuda
+    isolation_mode: str = "auto"  # "auto": the strongest isolation this machine allows; "off": none (tests only)
+    isolation: Isolation | None = None  # decided for the run (with_isolation); None: decided without module roots
+
+    def with_isolation(self, module_roots: tuple[Path, ...]) -> Limits:
+        """These limits with the run's isolation decided, contestants allowed to read `module_roots`."""
+        return replace(self, isolation=decide(self.isolation_mode, module_roots))
+
+    def confinement(self, home: str) -> str:
+        isolation = self.isolation or decide(self.isolation_mode)
+        return isolation.confinement(home).to_json()
 
 
 def scrubbed_env(home: str) -> dict[str, str]:
@@ -135,7 +148,9 @@ class Contestant:
         self.label = label
         self.deadline = time.monotonic() + limits.timeout_s
         self._home = tempfile.TemporaryDirectory(prefix="harness-contestant-")
-        self._log_path = Path(self._home.name) / "output.log"
+        # The contestant's output goes to an unnamed file outside its directory, read back only through the judge's
+        # own descriptor: a contestant cannot swap it for a link to a file it wants the judge to read for it.
+        self._log = tempfile.TemporaryFile(prefix="harness-contestant-output-")
         self._members: set[int] = set()
         self.proc: subprocess.Popen[bytes] | None = None
         self._next_scan = 0.0
@@ -165,8 +180,14 @@ class Contestant:
             str(self.limits.threads),
             "--device",
             self.limits.device,
+            "--confine",
+            self.limits.confinement(self._home.name),
         ]
-        with open(self._log_path, "wb") as log, _spawn_lock:
+        isolation = self.limits.isolation
+        if isolation is not None and isolation.mode != "off" and isolation.user is not None:
+            os.chown(self._home.name, *isolation.user)  # its private directory, the only place it may write
+        log = self._log
+        with _spawn_lock:
             self.proc = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
@@ -262,15 +283,27 @@ class Contestant:
         self.kill()
         if code < 0:
             sig = signal.Signals(-code)
+            if sig is signal.SIGXFSZ:
+                raise ContestantDied(
+                    Verdict.CRASH,
+                    f"killed by SIGXFSZ: it wrote past the {FILE_SIZE_MB} MiB file-size cap (its output or a file in "
+                    f"its directory); {self.tail()}",
+                )
             raise ContestantDied(Verdict.CRASH, f"killed by {sig.name} before answering; {self.tail()}")
         raise ContestantDied(Verdict.CRASH, f"exited with code {code} before answering; {self.tail()}")
 
     def tail(self, lines: int = 12) -> str:
-        """The last lines the child printed, for error messages."""
+        """The last lines the child printed (at most TAIL_BYTES of them, each cut to TAIL_LINE), for messages."""
         try:
-            text = self._log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
+            fd = self._log.fileno()
+            size = os.fstat(fd).st_size
+            start = max(0, size - TAIL_BYTES)
+            data = os.pread(fd, TAIL_BYTES, start)
+        except (OSError, ValueError):
             return "no output"
+        if start > 0:
+            data = data.partition(b"\n")[2]  # the read began inside a line: show whole lines only
+        text = [line[:TAIL_LINE] for line in data.decode(errors="replace").strip().splitlines()]
         return "last output: " + (" | ".join(text[-lines:]) if text else "(none)")
 
     # -- shutdown ---------------------------------------------------------------------------------
@@ -339,4 +372,5 @@ class Contestant:
             except OSError:
                 pass
         self._home.cleanup()
+        self._log.close()
         self.proc = None

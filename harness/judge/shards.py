@@ -29,6 +29,7 @@ import jsonschema
 from harness.results.document import SCHEMA_ID, SCHEMA_VERSION, validate, write_atomic
 from harness.results.records import MODULE_VERDICTS
 from harness.store import DocumentRejected, StoreError, connect, read_document
+from harness.store.ingest import TooDeep, load_json
 
 NAME = re.compile(r"[a-z_][a-z0-9_]{0,99}")  # a module name: a lower_snake_case identifier, at most 100 characters
 MAX_CHANGES_BYTES = 2**20  # a `harness changed --json` document is a few kB; a larger file is refused unread
@@ -114,11 +115,13 @@ def names_from_changes(path: Path) -> list[str]:
     try:
         if path.stat().st_size > MAX_CHANGES_BYTES:
             raise PlanError(f"{path}: larger than {MAX_CHANGES_BYTES:,} bytes, not a `harness changed` document. {fix}")
-        document = json.loads(path.read_bytes())
+        document = load_json(path.read_bytes())
     except OSError as exc:
         raise PlanError(f"{path}: cannot be read ({exc.strerror}). {fix}") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise PlanError(f"{path}: not valid JSON. {fix}") from None
+    except TooDeep as exc:
+        raise PlanError(f"{path}: {exc}, not a `harness changed` document. {fix}") from None
     judge = document.get("judge") if isinstance(document, dict) else None
     if not isinstance(judge, list):
         raise PlanError(f'{path}: expected a JSON object with a "judge" list of module names; found none. {fix}')

@@ -5,10 +5,11 @@ candidate a chance to cheat: patch a torch function the baseline calls, re-regis
 install a torch function or dispatch mode, a trace or profile hook, an interval timer, or a busy thread.
 These are checked as facts, not statistics:
 
-- `Snapshot`: the identity of every public callable in the torch namespaces the references use, of every
-  attribute of the harness modules the timing loop runs, of the baseline's code objects, and the dispatch
-  table of every operator the baseline reached (recorded by running it once before the candidate is
-  imported). Taken before the candidate is imported and compared after import and after timing.
+- `Snapshot`: the identity of every public callable in the torch namespaces the references use, in the clocks and
+  the collector the timer reads and pauses (`time`, `gc`), of every attribute of the harness modules the timing
+  loop runs, of the baseline's code objects, and the dispatch table of every operator the baseline reached
+  (recorded by running it once before the candidate is imported). Taken before the candidate is imported and
+  compared after import and after timing.
 - `active_hooks`: modes, trace/profile hooks, interval timers and thread settings, checked around every
   timed block.
 Threads and child processes are checked by the judge from /proc, where the candidate cannot forge them.
@@ -22,6 +23,7 @@ import operator
 import signal
 import sys
 import threading
+import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +44,8 @@ NAMESPACES: dict[str, Any] = {
     "torch.autograd": torch.autograd,
     "math": math,
     "operator": operator,
+    "time": time,  # the timer's clock (time.perf_counter_ns) and every other clock a timer could read
+    "gc": gc,  # the collector the timing loop pauses
 }
 # The harness modules whose functions and methods the timing loop runs in the contestant.
 HARNESS_PREFIXES = ("harness.core", "harness.kinds", "harness.perf", "harness.worker", "harness.protocol")
@@ -120,10 +124,14 @@ def active_hooks(threads: int) -> list[str]:
         found.append("a torch function mode is active")
     if torch._C._len_torch_dispatch_stack():
         found.append("a torch dispatch mode is active")
-    if sys.gettrace() is not None or sys.getprofile() is not None:
-        found.append("a Python trace or profile hook is set")
-    if threading.gettrace() is not None or threading.getprofile() is not None:
-        found.append("a threading trace or profile hook is set")
+    for hook, label in (
+        (sys.gettrace(), "a Python trace hook (sys.settrace) is set"),
+        (sys.getprofile(), "a Python profile hook (sys.setprofile) is set"),
+        (threading.gettrace(), "a trace hook for new threads (threading.settrace) is set"),
+        (threading.getprofile(), "a profile hook for new threads (threading.setprofile) is set"),
+    ):
+        if hook is not None:
+            found.append(label)
     for which, label in (
         (signal.ITIMER_REAL, "real"),
         (signal.ITIMER_VIRTUAL, "virtual"),
@@ -134,7 +142,7 @@ def active_hooks(threads: int) -> list[str]:
     if torch.get_num_threads() != threads:
         found.append(f"torch uses {torch.get_num_threads()} threads, expected {threads}")
     if gc.callbacks:
-        found.append(f"{len(gc.callbacks)} garbage-collector callbacks are installed")
+        found.append(f"{len(gc.callbacks)} garbage-collector callbacks (gc.callbacks) are installed")
     return found
 
 

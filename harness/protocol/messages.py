@@ -70,6 +70,7 @@ class CallReply(Message):
     grads: dict[str, Any] = field(default_factory=dict)  # grad of each grad_input (None if it got none)
     inputs_after: dict[str, Any] = field(default_factory=dict)  # tensor arguments as they were after the call
     aliased: list[str] = field(default_factory=list)  # inputs whose storage the output shares
+    unreached: list[str] = field(default_factory=list)  # grad inputs the output's autograd graph never reaches
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class BaselineReady(Message):
 class WarmedUp(Message):
     op: ClassVar[str] = "warmed_up"
     rounds: int
-    ns: dict[str, list[int]]  # side -> one timed call after the warm-up
+    ns: dict[str, list[int]]  # side -> the timed calls after the warm-up that the judge sizes blocks from
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,9 @@ class BlockTimes(Message):
     op: ClassVar[str] = "block_times"
     ns: dict[str, list[int]]  # side -> one time per round, in the judge's order
     hooks: list[str]  # hooks found active before or after the block (empty when clean)
+    # The clock read just before and just after each timer.time(call), two per call in call order: the judge fits
+    # them into its own clock around the block, and compares what the timer left out of each side's calls.
+    stamps: list[int]
 
 
 @dataclass(frozen=True)
@@ -234,6 +238,7 @@ class PerfWarmup(Request[WarmedUp]):
     op: ClassVar[str] = "perf_warmup"
     reply: ClassVar[type[Message]] = WarmedUp
     seconds: float
+    calls: int  # timed calls per side after the warm-up, reported for the judge to size blocks from
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -237,7 +238,33 @@ def _import_file(source: ModuleSource) -> None:
         raise RegistrationError(f"{source.path}: cannot be imported as a Python module. Fix: check the file.")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        line = (exc.text or "").strip()
+        raise RegistrationError(
+            f"{source.path}:{exc.lineno}: not valid Python: {exc.msg}"
+            + (f", found {line[:120]!r}" if line else "")
+            + ". Expected a module file Python can import (a leftover merge-conflict marker or a half-finished "
+            f"edit is the usual cause). Fix: correct line {exc.lineno} until `python -m py_compile "
+            f"{Path(source.path).name}` passes."
+        ) from None
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not _raised_by(exc, source.path):
+            raise
+        raise RegistrationError(
+            f"{source.path}: imports {exc.name!r}, which is not installed where modules are judged. Expected "
+            "imports from the standard library, torch and the harness's public face (`from harness import "
+            "register, ErrorBound`). Fix: drop the import (vendor the code into the file if it is small), or "
+            "propose the package as a harness dependency in a separate pull request."
+        ) from None
+
+
+def _raised_by(exc: BaseException, path: Path) -> bool:
+    """Whether `path` itself executed the failing import (not a package it imported, whose own import broke)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    files = [f.filename for f in frames if not f.filename.startswith("<frozen")]
+    return bool(files) and Path(files[-1]).resolve() == Path(path).resolve()
 
 
 def _import_entry_point(source: ModuleSource) -> None:

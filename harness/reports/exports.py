@@ -21,7 +21,8 @@ NAME_CAP = 80  # characters of a module name shown in Markdown
 REASON_CAP = 240  # characters of a failure reason or note shown in Markdown
 _MD_SPECIAL = frozenset("\\`*[]<>|~$&")  # backslash-escaped (CommonMark allows it for any ASCII punctuation)
 # "_" is left alone: inside a word (every module name) GFM never reads it as emphasis
-_INERT = re.compile(r"[@#]|://|www\.")  # mentions, issue references, autolinks: broken by a zero-width space
+# Mentions, issue references (#1, GH-1), autolinks (any case): broken by a zero-width space after the first character
+_INERT = re.compile(r"(?i)[@#]|://|www\.|gh-(?=\d)")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell as a formula (OWASP)
 
 
@@ -41,11 +42,13 @@ def to_markdown(lb: Leaderboard) -> str:
 
 
 def to_csv(lb: Leaderboard) -> str:
-    """One row per module per board (section: ranked, approximate, failed, policies); untrusted text cells that a
-    spreadsheet would evaluate as a formula are prefixed with an apostrophe."""
+    """One row per module per board (section: ranked, approximate, failed, policies); text cells that a spreadsheet
+    would evaluate as a formula are prefixed with an apostrophe, in every column: a results document's variant,
+    device and commit are as untrusted as its module names and reasons."""
     frame = long_frame(lb)
-    for column in ("module", "reason"):
-        frame[column] = frame[column].map(_defuse_formula)
+    for column in frame.columns:
+        if pd.api.types.is_string_dtype(frame[column].dtype):  # object or str: every text column
+            frame[column] = frame[column].map(_defuse_formula)
     return str(frame.to_csv(index=False, lineterminator="\n"))
 
 

@@ -16,7 +16,7 @@ from harness.results.records import MODULE_VERDICTS, ModuleResult
 
 SCHEMA_VERSION = "1.4.0"  # 1.1: integration gate, gate verdict "skipped"; 1.2: perf gate, summary, tampered/suspect;
 # 1.3: trusted-judge runs (config.modules_from, modules_commit, authoritative, authority_note)
-# 1.4: sharded runs merged by `harness merge` (config.shards)
+# 1.4: sharded runs merged by `harness merge` (config.shards); environment.isolation (contestant isolation in use)
 SCHEMA_ID = "harness/schema/results.schema.json"
 
 

@@ -20,11 +20,68 @@ import jsonschema
 from harness.results.document import SCHEMA_VERSION, load_schema
 from harness.store.db import connect, retry_busy, transaction
 
-MAX_DOCUMENT_BYTES = 256 * 2**20  # larger than any honest run; a bigger file is refused before parsing
+# 80 times the results document of every shipped module through every gate (770 kB); also `harness unpack`'s default
+# limit on an artifact. A bigger file is refused before parsing.
+MAX_DOCUMENT_BYTES = 64 * 2**20
+# Arrays and objects inside one another: the harness writes at most 8 levels (modules, gates, cases, metrics). Deeper
+# input is refused, so nothing that walks a document recursively (jsonschema, json.dumps, a renderer) can overflow.
+MAX_DEPTH = 32
 
 
 class DocumentRejected(Exception):
     """A results document that cannot be ingested; the message names the file, the JSON path and the problem."""
+
+
+class TooDeep(Exception):
+    """JSON nested deeper than MAX_DEPTH levels, or too deep for Python's parser (which raises RecursionError)."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"{where}: arrays and objects nested more than {MAX_DEPTH} levels deep, where the harness writes at most 8"
+        )
+        self.where = where
+
+
+def load_json(raw: bytes | str, **options: Any) -> Any:
+    """`json.loads(raw, **options)` for untrusted input: TooDeep instead of a RecursionError, and for any document
+    nested more than MAX_DEPTH levels; the parser's own errors (JSONDecodeError, UnicodeDecodeError) pass through."""
+    try:
+        document = json.loads(raw, **options)
+    except RecursionError:
+        raise TooDeep("$") from None
+    where = too_deep(document)
+    if where is not None:
+        raise TooDeep(where)
+    return document
+
+
+def too_deep(document: Any) -> str | None:
+    """The JSON path of the first array or object nested more than MAX_DEPTH levels deep in `document`, or None.
+    Level by level, without recursion (a check for deep input must not itself overflow), and visiting each scalar
+    once in a comprehension: a few hundredths of a second for the document of every shipped module."""
+    level: list[tuple[Any, int, str | int]] = [(document, -1, "")] if isinstance(document, dict | list) else []
+    levels = []  # each level's arrays and objects: (value, index of its parent in the level above, key in it)
+    while level:
+        levels.append(level)
+        if len(levels) > MAX_DEPTH:
+            return _path(levels)
+        level = [
+            (child, parent, key)
+            for parent, (value, _, _) in enumerate(level)
+            for key, child in (value.items() if isinstance(value, dict) else enumerate(value))
+            if isinstance(child, dict | list)
+        ]
+    return None
+
+
+def _path(levels: list[list[tuple[Any, int, str | int]]]) -> str:
+    """The JSON path of the first value of the deepest level, from its parents."""
+    keys: list[str | int] = []
+    index = 0
+    for level in reversed(levels[1:]):
+        _, index, key = level[index]
+        keys.append(key)
+    return "$" + "".join(f"[{k}]" if isinstance(k, int) else f".{k[:40]}" for k in reversed(keys))
 
 
 @dataclass(frozen=True)
@@ -53,7 +110,9 @@ def read_document(path: Path) -> tuple[dict[str, Any], str]:
             f"{path}: cannot be read ({exc.strerror}). Fix: pass an existing results.json."
         ) from None
     try:
-        document = json.loads(raw)
+        document = load_json(raw)
+    except TooDeep as exc:
+        raise DocumentRejected(f"{path}: {exc}. Fix: ingest a results.json the harness wrote.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = f"line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "its bytes"
         raise DocumentRejected(

@@ -34,6 +34,20 @@ def _limit_memory(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+def _confine(plan: str | None) -> None:
+    """Apply the judge's restrictions before anything untrusted is imported; exit when one cannot be applied."""
+    if plan is None:
+        return
+    from harness.core.isolation import Confinement
+    from harness.worker.confine import ConfinementFailed, confine
+
+    try:
+        confine(Confinement.from_json(plan))
+    except ConfinementFailed as exc:
+        print(f"harness worker: {exc}", file=sys.stderr, flush=True)
+        os._exit(3)
+
+
 def serve(inbox: BinaryIO, outbox: BinaryIO, device: str) -> None:
     """Answer the judge's requests one at a time until it says exit or closes the pipe."""
     from harness.protocol.frames import read_frame, write_frame
@@ -59,12 +73,14 @@ def main() -> None:
     parser.add_argument("--memory-mb", type=int, required=True)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--confine", default=None, help="the Confinement the judge decided, as JSON")
     args = parser.parse_args()
-    _die_with_judge()
     if args.device == "cpu":
         # CUDA contexts reserve far more address space than they use, so the cap applies on CPU only;
         # the judge's resident-memory watchdog covers both.
         _limit_memory(args.memory_mb)
+    _confine(args.confine)
+    _die_with_judge()  # after the confinement: a change of user clears the parent-death signal
     import torch
 
     torch.set_num_threads(args.threads)

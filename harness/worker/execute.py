@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from harness.core.lineage import unreached
 from harness.protocol.messages import Call, CallReply
 
 
@@ -44,7 +45,8 @@ def _detached(value: Any) -> Any:
 
 
 def _typename(value: Any) -> str:
-    return f"<unsendable {type(value).__module__}.{type(value).__qualname__}>"
+    what = "torch.Tensor subclass " if isinstance(value, torch.Tensor) else ""
+    return f"<unsendable {what}{type(value).__module__}.{type(value).__qualname__}>"
 
 
 def _with_mutations(exc: Exception, originals: dict[str, torch.Tensor], args: dict[str, Any]) -> Exception:
@@ -75,7 +77,10 @@ def execute(instance: object, call: Call, device: str = "cpu") -> CallReply:
             raise _with_mutations(exc, originals, args) from None
         grads: dict[str, Any] = {}
         grad_out = call.grad_out
-        if grad_out is not None and grad_inputs:
+        # An output not computed from these inputs (a replayed or found tensor) is reported, and not backpropagated:
+        # its graph, if any, belongs to another call and may already be freed.
+        missing = unreached(out, {n: args[n] for n in grad_inputs}) if type(out) is torch.Tensor else []
+        if grad_out is not None and grad_inputs and not missing:
             if isinstance(out, torch.Tensor) and out.requires_grad and out.shape == grad_out.shape:
                 try:
                     out.backward(grad_out.to(device=out.device, dtype=out.dtype))  # type: ignore[no-untyped-call]
@@ -95,4 +100,11 @@ def execute(instance: object, call: Call, device: str = "cpu") -> CallReply:
         again = {name: _private(value, device) for name, value in call.args.items()}
         with torch.no_grad():
             repeat = _detached(method(**again))
-    return CallReply(out=_detached(out), out_repeat=repeat, grads=grads, inputs_after=inputs_after, aliased=aliased)
+    return CallReply(
+        out=_detached(out),
+        out_repeat=repeat,
+        grads=grads,
+        inputs_after=inputs_after,
+        aliased=aliased,
+        unreached=missing,
+    )

@@ -9,6 +9,7 @@ from /proc, and cross-checks the baseline in a worker that never imports the can
 
 from __future__ import annotations
 
+import gc
 import os
 import types
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from harness.kinds.base import CallArgs, Kind
 from harness.perf.integrity import Snapshot, active_hooks, code_objects, ops_reached
 from harness.perf.memory import peak_bytes
 from harness.perf.pools import apply_salt
-from harness.perf.timer import make_timer, quiet_gc, warm_up
+from harness.perf.timer import make_timer, now_ns, quiet_gc, warm_up
 from harness.protocol.codec import Message
 from harness.protocol.messages import (
     BaselineReady,
@@ -197,13 +198,17 @@ class PerfBench:
         pool = next(iter(case.pools))
         calls = [self._call(side, pool, 0, _drop) for side in case.modules]
         rounds = warm_up(self.timer, calls, request.seconds)
-        # one more timed call each: the judge sizes blocks from these
-        times = {side: [self.timer.time(self._call(side, pool, 0, _drop))] for side in case.modules}
+        # a few more timed calls each: the judge sizes blocks from these
+        times = {
+            side: [self.timer.time(self._call(side, pool, 0, _drop)) for _ in range(request.calls)]
+            for side in case.modules
+        }
         return WarmedUp(rounds=rounds, ns=times)
 
     def block(self, request: PerfBlock) -> BlockTimes:
         """Timed rounds in the judge's order, each side on the pool the judge assigned it for this block; every
-        call's input salted first; outputs kept until the judge has picked the ones it checks."""
+        call's input salted first; outputs kept until the judge has picked the ones it checks. The clock is read
+        just before and just after each timed call, for the judge to fit into its own."""
         case = self.case
         assert case is not None
         case.outputs.clear()
@@ -211,6 +216,7 @@ class PerfBench:
         assigned = request.pools  # side -> pool for this block
         salts = request.salt_values  # pool -> one value per round
         times: dict[str, list[int]] = {side: [] for side in case.modules}
+        stamps: list[int] = []
         hooks_before = active_hooks(self.threads)
         with quiet_gc():
             for r, sides in enumerate(order):
@@ -220,8 +226,14 @@ class PerfBench:
                     apply_salt(pool.raw[index], pool.salt, index, salts[assigned[side]][r])
                     pool.calls += 1
                     call = self._call(side, assigned[side], index, self._keeper(case, (r, side)))
+                    before = now_ns()
                     times[side].append(self.timer.time(call))
-        return BlockTimes(ns=times, hooks=sorted(set(hooks_before + active_hooks(self.threads))))
+                    stamps += (before, now_ns())
+            collecting = gc.isenabled()  # quiet_gc paused it; only something inside the block switched it back on
+        hooks = hooks_before + active_hooks(self.threads)
+        if collecting:
+            hooks.append("the garbage collector was switched back on inside a timed block")
+        return BlockTimes(ns=times, hooks=sorted(set(hooks)), stamps=stamps)
 
     @staticmethod
     def _keeper(case: _Case, key: tuple[int, str]) -> Callable[[torch.Tensor], None]:

@@ -25,6 +25,7 @@ from harness.gates.integration.references import (
 )
 from harness.integration.runs import RunOutput, TaskSetup
 from harness.integration.setups import TRAIN_SEED
+from harness.integration.slots import OutputNotFromInputs
 from harness.integration.train import lm_loss, recall_accuracy
 from harness.protocol.messages import Integrate, Trained
 from harness.results.records import CaseResult
@@ -214,7 +215,13 @@ def task_case(setup: TaskSetup, passed: bool, failures: list[str], metrics: dict
 
 
 def raised_case(setup: TaskSetup, message: str) -> CaseResult:
-    """The record of a task during which the module raised."""
+    """The record of a task during which the module raised, or the harness stopped training because of it."""
+    stopped = f"{OutputNotFromInputs.__name__}: "
+    if message.startswith(stopped):
+        # The slot's check (integration/slots.py), not the module, raised: its message says why; where in the
+        # harness it raised says nothing about the module.
+        text = message[len(stopped) :].rpartition(" (at ")[0] or message[len(stopped) :]
+        return task_case(setup, False, [f"training stopped: {text}"], {})
     return task_case(setup, False, [f"module raised: {message}"], {})
 
 

@@ -1,10 +1,11 @@
 """Performance gate: candidate against baseline, interleaved call by call in one contestant, with intervals.
 
 The baseline is the kind's reference, or the base branch's version of the module. One module at a time, with
-the machine to itself: first the baseline alone in a clean worker that never imports the candidate, then the
-interleaved measurement (measure.py) in a contestant that imported and fingerprinted the baseline before the
-candidate, watched by the judge throughout (tamper.py), and finally the records and the decision (report.py).
-A failed integrity fact is the verdict `tampered`, never a speed figure.
+the machine to itself: first the interleaved measurement (measure.py) in a contestant that imported and
+fingerprinted the baseline before the candidate, watched by the judge throughout (tamper.py); then, once that
+contestant and everything it started are gone, the baseline alone in a clean worker that never imports the
+candidate (only a measurement that stands needs this cross-check); finally the decision (report.py). A failed
+integrity fact is the verdict `tampered`, never a speed figure.
 
 Inputs, orders and salts come from the run's secret seed (inputs.py); every fixed number is named in
 settings.py.
@@ -56,16 +57,12 @@ class PerformanceGate(Gate):
         return replace(self.config.perf, threshold=self.config.perf_thresholds.get(kind, self.config.perf.threshold))
 
     def run(self, job: GateJob, gate: GateResult) -> tuple[Verdict, str]:
-        """Clean worker, then every (case, mode) interleaved, then fresh outputs; decided by report.verdict."""
+        """Every (case, mode) interleaved, fresh outputs, then the clean worker; decided by report.verdict."""
         base = self.config.base.get(job.source.name)
         plan = TimingPlan(job.spec, self.config.seed, self.settings_for(job.spec.kind))
-        watch, roofline, core = Watch(plan), self.roofline(), timing_core()
+        watch, roofline, core = Watch(plan, host_timer=self.config.device == "cpu"), self.roofline(), timing_core()
         measurements: list[Measurement] = []
         try:
-            gate.reason = "while timing the baseline in a clean worker"
-            with job.open_contestant(f"{job.spec.name}-clean") as clean_channel:
-                clean_channel.send(plan.baseline_request(base, core))
-                clean = clean_baseline(plan, clean_channel)
             with job.open_contestant(job.spec.name) as channel:
                 gate.reason = "while preparing the baseline"
                 threads = channel.send(plan.baseline_request(base, core)).threads
@@ -75,10 +72,17 @@ class PerformanceGate(Gate):
                     gate.reason = f"while timing {mode.label}"
                     m = measure(plan, watch, channel, mode)
                     measurements.append(m)
-                    gate.cases.append(record(plan, roofline, m, clean))
-                    watch.cross_check(m.label, m.times["baseline"], clean)
+                    gate.cases.append(record(plan, roofline, m))
                 watch.integrity(channel, "after timing")
                 fresh = watch.fresh(channel)
+            gate.reason = "while timing the baseline in a clean worker"
+            with job.open_contestant(f"{job.spec.name}-clean") as clean_channel:
+                clean_channel.send(plan.baseline_request(base, core))
+                clean = clean_baseline(plan, clean_channel)
+            for m, case in zip(measurements, gate.cases, strict=True):
+                if m.label in clean:
+                    case.metrics["clean_baseline_ns"] = clean[m.label]
+                watch.cross_check(m.label, m.times["baseline"], clean)
         except Tampered as exc:
             return Verdict.TAMPERED, str(exc)
         summary, decision = summarize(measurements, plan.settings.threshold)

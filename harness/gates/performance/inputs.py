@@ -36,6 +36,15 @@ def entry_bytes(args: CallArgs) -> int:
 
 
 @dataclass(frozen=True)
+class BlockInputs:
+    """What one block's calls were given: the judge rebuilds any call's exact input from this and the pools."""
+
+    assigned: dict[str, str]  # side -> the pool it was called on
+    calls: dict[str, int]  # pool -> calls made on it before this block (entry of round r: (calls + r) % size)
+    salt_values: dict[str, torch.Tensor]  # pool -> the value salted into each round's entry
+
+
+@dataclass(frozen=True)
 class Mode:
     """One timed (case, mode): forward only, or forward and backward."""
 

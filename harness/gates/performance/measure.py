@@ -12,8 +12,9 @@ import statistics
 from dataclasses import dataclass, field
 
 from harness.gates.base import Channel
-from harness.gates.performance.inputs import Mode, TimingPlan
+from harness.gates.performance.inputs import BlockInputs, Mode, TimingPlan
 from harness.gates.performance.settings import (
+    CALIBRATION_CALLS,
     CLEAN_BLOCKS,
     CLEAN_POOL_ENTRIES,
     CLEAN_WARMUP_S,
@@ -55,7 +56,7 @@ def clean_baseline(plan: TimingPlan, channel: Channel) -> dict[str, float]:
             continue  # coarse by nature; the forward cases are enough to see a slowed baseline
         pools = plan.pools(mode.case, ("A",), size=CLEAN_POOL_ENTRIES)
         channel.send(plan.case_request(mode, ("baseline",), pools, plan.salts(mode.case, pools)))
-        warm = channel.send(PerfWarmup(seconds=CLEAN_WARMUP_S))
+        warm = channel.send(PerfWarmup(seconds=CLEAN_WARMUP_S, calls=CALIBRATION_CALLS))
         rounds = plan.rounds(warm.ns, plan.output_bytes(pools))
         times: list[int] = []
         for _ in range(CLEAN_BLOCKS):
@@ -75,10 +76,11 @@ def measure(plan: TimingPlan, watch: Watch, channel: Channel, mode: Mode) -> Mea
     pools = plan.pools(mode.case, POOLS)
     salts = plan.salts(mode.case, pools)
     channel.send(plan.case_request(mode, SIDES, pools, salts))
-    warm = channel.send(PerfWarmup(seconds=settings.warmup_s))
+    warm = channel.send(PerfWarmup(seconds=settings.warmup_s, calls=CALIBRATION_CALLS))
     m.rounds = plan.rounds(warm.ns, plan.output_bytes(pools))
     sample_blocks = set(plan.rng.sample(range(settings.min_blocks), settings.samples))
     calls = dict.fromkeys(POOLS, 0)
+    history: list[BlockInputs] = []
     values: list[float] = []
     deadline = seconds() + settings.budget_s
     while True:
@@ -92,8 +94,9 @@ def measure(plan: TimingPlan, watch: Watch, channel: Channel, mode: Mode) -> Mea
             m.times[side] += reply.ns[side]
         drop = 1 if m.rounds > DROP_FIRST_ROUND_ABOVE else 0
         values.append(stats.block_value(reply.ns["candidate"][drop:], reply.ns["baseline"][drop:]))
+        history.append(BlockInputs(assigned, dict(calls), salt_vals))
         if m.blocks in sample_blocks:
-            m.failures += watch.sample(channel, mode, m.rounds, pools, salts, assigned, salt_vals, calls)
+            m.failures += watch.sample(channel, mode, m.rounds, pools, salts, history)
         else:
             channel.send(PerfOutputs(picks=[]))
         for name in POOLS:
@@ -104,6 +107,7 @@ def measure(plan: TimingPlan, watch: Watch, channel: Channel, mode: Mode) -> Mea
             narrow = m.ratio.half_width <= settings.target_half_width
             if narrow or m.blocks >= settings.max_blocks or seconds() > deadline:
                 break
+    watch.calibration(m.label, warm.ns, m.times)
     m.peak = dict(channel.send(PerfMemory()).peak_bytes)
     m.seconds = seconds() - start
     return m

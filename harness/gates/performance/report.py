@@ -15,7 +15,7 @@ from harness.results.records import CaseResult, GateResult, Verdict
 SUMMARY_GROUPS = ("forward", "forward_backward", "all")  # geometric means reported; "all" is decided on
 
 
-def record(plan: TimingPlan, roofline: Roofline, m: Measurement, clean: dict[str, float]) -> CaseResult:
+def record(plan: TimingPlan, roofline: Roofline, m: Measurement, clean: dict[str, float] | None = None) -> CaseResult:
     """One (case, mode) as a case record: times, ratio and interval, memory, and for forward cases the roofline."""
     cand = statistics.median(m.times["candidate"]) if m.times["candidate"] else math.nan
     base = statistics.median(m.times["baseline"]) if m.times["baseline"] else math.nan
@@ -27,7 +27,7 @@ def record(plan: TimingPlan, roofline: Roofline, m: Measurement, clean: dict[str
     }
     if m.ratio is not None:
         metrics.update({"ratio": m.ratio.estimate, "ratio_low": m.ratio.low, "ratio_high": m.ratio.high})
-    if m.label in clean:
+    if clean and m.label in clean:
         metrics["clean_baseline_ns"] = clean[m.label]
     if m.peak:
         metrics["candidate_peak_bytes"] = float(m.peak.get("candidate", 0))

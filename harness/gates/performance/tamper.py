@@ -1,7 +1,8 @@
 """Facts that show a measurement can be trusted; any that fails makes the verdict `tampered`, never a speed.
 
 Measuring inside the contestant gives the candidate a chance to slow the baseline or to fake its own clock.
-The judge checks, with what the contestant cannot forge: its own clock around every block, the contestant's
+The judge checks, with what the contestant cannot forge: its own clock around every block (the contestant's clock
+readings must fit inside it, and the time its timer leaves out must be the same for both sides), the contestant's
 threads and processes read from /proc, the outputs of sampled timed calls and of fresh inputs recomputed
 here, the identity of everything the baseline depends on (reported by the contestant, snapshotted before the
 candidate was imported), and the baseline's speed in a clean worker that never imported the candidate.
@@ -11,13 +12,22 @@ from __future__ import annotations
 
 import os
 import statistics
+from itertools import pairwise
 
 import torch
 
 from harness.core.compare import compare_tensor
 from harness.gates.base import Channel
-from harness.gates.performance.inputs import Mode, Pools, TimingPlan
-from harness.gates.performance.settings import BUSY_BLOCK_SHARE, CHANGES_SHOWN, DTYPE, SIDES
+from harness.gates.performance.inputs import BlockInputs, Mode, Pools, TimingPlan
+from harness.gates.performance.settings import (
+    BUSY_BLOCK_SHARE,
+    CALIBRATION_FACTOR,
+    CHANGES_SHOWN,
+    DTYPE,
+    EARLIER_INPUTS_CHECKED,
+    SIDES,
+    UNTIMED_FLOOR_NS,
+)
 from harness.kinds.base import CallArgs, Case
 from harness.perf.pools import salted_entry
 from harness.perf.timer import now_ns
@@ -44,8 +54,11 @@ def thread_ticks(pid: int) -> dict[int, int]:
 class Watch:
     """The judge's checks on one module's timing contestant."""
 
-    def __init__(self, plan: TimingPlan) -> None:
+    def __init__(self, plan: TimingPlan, host_timer: bool = True) -> None:
         self.plan = plan
+        # The timer measures time on the host's clock (CPU). A device timer (CUDA events) leaves out the host's own
+        # work on each call, which differs between modules honestly, so what it leaves out is not compared.
+        self.host_timer = host_timer
 
     def block(self, channel: Channel, request: PerfBlock) -> BlockTimes:
         """One timed block, bounded by the judge's clock, with threads and processes read from /proc."""
@@ -53,7 +66,8 @@ class Watch:
         ticks = thread_ticks(pid)
         start = now_ns()
         reply = channel.send(request)
-        wall = now_ns() - start
+        end = now_ns()
+        wall = end - start
         after = thread_ticks(pid)
         reported = sum(sum(v) for v in reply.ns.values())
         if reported > wall:
@@ -63,11 +77,50 @@ class Watch:
             )
         if reply.hooks:
             raise Tampered(f"while timing: {'; '.join(reply.hooks)}")
+        self._clock(request, reply, start, end)
         self._busy_threads(pid, ticks, after, wall)
         others = channel.members() - {pid}
         if others:
             raise Tampered(f"the contestant started processes {sorted(others)}; none may run while timing")
         return reply
+
+    def _clock(self, request: PerfBlock, reply: BlockTimes, start: int, end: int) -> None:
+        """The contestant's clock readings fit the judge's clock around the block (both read the system's monotonic
+        clock), every reported call lies between the readings just before and after it, and what the timer left
+        out between them (its own few hundred nanoseconds: the same code for both sides) is not longer for the
+        candidate's calls than for the baseline's. A clock replaced or skipped only around the candidate's calls,
+        or work the candidate does just before or after the timer reads the clock, shows as that difference."""
+        calls = [(r, side) for r, sides in enumerate(request.order) for side in sides]
+        stamps = reply.stamps
+        if len(stamps) != 2 * len(calls) or any(len(reply.ns.get(s, ())) != len(request.order) for s in SIDES):
+            raise Tampered(
+                f"the contestant reported {len(stamps)} clock readings and {[len(v) for v in reply.ns.values()]} "
+                f"times for a block of {len(request.order)} rounds of {SIDES}"
+            )
+        if stamps[0] < start or stamps[-1] > end or any(b < a for a, b in pairwise(stamps)):
+            raise Tampered(
+                f"the contestant's clock read {(stamps[0] - start) / 1e6:.3f} to {(stamps[-1] - start) / 1e6:.3f} ms "
+                f"into a block that took {(end - start) / 1e6:.3f} ms on the judge's clock: its clock was replaced"
+            )
+        untimed: dict[str, list[int]] = {side: [] for side in SIDES}
+        for (r, side), a, b in zip(calls, stamps[::2], stamps[1::2], strict=True):
+            ns = reply.ns[side][r]
+            if not 0 <= ns <= b - a:
+                raise Tampered(
+                    f"the contestant reported a {side} call of {ns / 1e3:.1f} us between clock readings "
+                    f"{(b - a) / 1e3:.1f} us apart: its clock was replaced"
+                )
+            untimed[side].append(b - a - ns)
+        if not self.host_timer:
+            return
+        extra = statistics.median(untimed["candidate"]) - statistics.median(untimed["baseline"])
+        limit = max(UNTIMED_FLOOR_NS, self.plan.settings.threshold / 4 * statistics.median(reply.ns["baseline"]))
+        if extra > limit:
+            raise Tampered(
+                f"each candidate call left {extra / 1e3:.1f} us more outside the timer than a baseline call "
+                f"(limit {limit / 1e3:.1f} us; the timer's own overhead is the same for both): part of its work ran "
+                "outside the timed region, or its clock skipped"
+            )
 
     def _busy_threads(self, pid: int, before: dict[int, int], after: dict[int, int], wall_ns: int) -> None:
         tick_ms = 1000.0 / os.sysconf("SC_CLK_TCK")
@@ -89,27 +142,66 @@ class Watch:
         rounds: int,
         pools: Pools,
         salts: dict[str, Salt],
-        assigned: dict[str, str],
-        salt_vals: dict[str, torch.Tensor],
-        calls: dict[str, int],
+        history: list[BlockInputs],
     ) -> list[str]:
-        """Outputs of one random round of the last block, both sides, against the reference on the exact inputs.
-
-        A wrong baseline output is tampering; a wrong candidate output is returned as a failure.
+        """Outputs of one random round of the last block of `history`, both sides, against the reference on the
+        exact inputs. A wrong baseline output is tampering; a wrong candidate output is returned as a failure, which
+        says so when it is the right answer to an earlier input of the same pool entry (a cached answer).
         """
         r = self.plan.rng.randrange(rounds)
         got = channel.send(PerfOutputs(picks=[(r, side) for side in SIDES])).outputs
+        block = history[-1]
         failures = []
         for side, out in zip(SIDES, got, strict=True):
-            name = assigned[side]
-            index = (calls[name] + r) % len(pools[name])
-            args = salted_entry(pools[name][index], salts[name], index, salt_vals[name][r])
+            name = block.assigned[side]
+            index = (block.calls[name] + r) % len(pools[name])
+            args = salted_entry(pools[name][index], salts[name], index, block.salt_values[name][r])
             problem = self.wrong(side, mode.case, args, out)
             if problem and side == "baseline":
                 raise Tampered(f"the baseline's output during timing is wrong ({problem})")
             if problem:
-                failures.append(f"{mode.label}: candidate output during timing: {problem}")
+                cached = self._cached(mode.case, pools[name], salts[name], index, history, r, out)
+                failures.append(f"{mode.label}: candidate output during timing: {cached}{problem}")
         return failures
+
+    def _cached(
+        self,
+        case: Case,
+        pool: list[CallArgs],
+        salt: Salt,
+        index: int,
+        history: list[BlockInputs],
+        now: int,
+        out: object,
+    ) -> str:
+        """A sentence when `out` answers an earlier input the candidate was given in entry `index` of `pool` (as
+        generated, or as salted for its earliest or latest earlier calls there) instead of this one; '' otherwise."""
+        name, last = history[-1].assigned["candidate"], len(history) - 1
+        earlier = [
+            block.salt_values[name][r]
+            for b, block in enumerate(history)
+            if block.assigned["candidate"] == name
+            for r in range((index - block.calls[name]) % len(pool), len(block.salt_values[name]), len(pool))
+            if b < last or r < now
+        ]
+        k = EARLIER_INPUTS_CHECKED
+        inputs = [pool[index], *(salted_entry(pool[index], salt, index, v) for v in earlier[:k] + earlier[k:][-k:])]
+        if any(self.wrong("candidate", case, args, out) is None for args in inputs):
+            return "a cached answer (right for an earlier input in the same buffer, not for this one): "
+        return ""
+
+    def calibration(self, label: str, sized: dict[str, list[int]], timed: dict[str, list[int]]) -> None:
+        """The calls the blocks were sized from (right after the warm-up) were not much slower than the same side's
+        calls while timed: a module that can tell when blocks are being sized could otherwise choose their length."""
+        for side in SIDES:
+            fastest, median = min(sized.get(side) or [0]), max(1.0, statistics.median(timed[side]))
+            if fastest > CALIBRATION_FACTOR * median:
+                raise Tampered(
+                    f"{label}: the {side}'s calls took {fastest / median:.0f}x longer while the judge sized the "
+                    f"blocks (right after the warm-up, one input again and again: {fastest / 1e3:.1f} us) than while "
+                    f"timed ({median / 1e3:.1f} us; limit {CALIBRATION_FACTOR:g}x): a module slower when it is not "
+                    "timed gets short blocks, whose noise can hide a regression"
+                )
 
     def wrong(self, side: str, case: Case, args: CallArgs, out: object) -> str | None:
         """Why `out` is not the reference's answer on `args`, or None when it is."""

@@ -9,6 +9,7 @@ import torch
 
 from harness.core.compare import compare_tensor, structure
 from harness.core.contract import ModuleSpec
+from harness.core.lineage import NOT_COMPUTED
 from harness.core.seeding import case_seed
 from harness.gates.unit.references import ReferenceCache
 from harness.kinds.base import CallArgs, Case, Kind
@@ -69,6 +70,10 @@ def call_hygiene(inputs: CallArgs, reply: CallReply) -> list[str]:
             failures.append(f"input {name!r} was modified in place by the call (inputs must not be mutated)")
     for name in reply.aliased:
         failures.append(f"output shares memory with input {name!r} (return a new tensor, not a view of an input)")
+    for name in reply.unreached:
+        failures.append(
+            f"output does not depend on input {name!r}: its autograd graph never reaches it ({NOT_COMPUTED})"
+        )
     return failures
 
 
