@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from harness.cli import pr, report, shards, unpack
+from harness.cli.progress import progress_for
 from harness.cli.scaffold import ScaffoldError, scaffold
 from harness.cli.terminal import print_list, print_verdicts
 from harness.core.contract import ModuleSource
@@ -34,7 +35,7 @@ from harness.registry.sources import module_sources
 from harness.results.document import ResultsDocument
 from harness.results.fingerprint import REPO_ROOT as JUDGE_ROOT
 from harness.results.fingerprint import fingerprint, git_commit
-from harness.results.records import PASSING, GateName
+from harness.results.records import PASSING, GateName, ModuleResult
 from harness.store import DocumentRejected, StoreError, default_store, ingest
 from harness.store.db import STORE_ENV
 
@@ -148,6 +149,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="write DIR/results.json (and DIR/modules/*.json)")
     parser.add_argument("--seed", type=int, default=None, help="fix the input seed (default: a secret random seed)")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", action="store_true", help="no progress and no table: the summary line only")
+    shown.add_argument("--json", action="store_true", help="progress as JSON lines (one per finished gate), no table")
     parser.add_argument(
         "--jobs",
         type=int,
@@ -392,6 +396,29 @@ def _authority(args: argparse.Namespace) -> dict[str, object]:
     return fields
 
 
+def _gate_runs(options: RunOptions, sources: list[ModuleSource]) -> int:
+    return (len(sources) + len(options.policies)) * len(options.gates)
+
+
+def _headline(sources: list[ModuleSource], options: RunOptions, isolation: list[str]) -> str:
+    modules = f"{len(sources)} module{'' if len(sources) == 1 else 's'}"
+    policies = f" and {len(options.policies)} policies" if options.policies else ""
+    gates, where = ", ".join(options.gates), options.limits.device
+    return (
+        f"judging {modules}{policies} through {gates} on {where}, {options.jobs} at a time "
+        f"(isolation: {', '.join(isolation) or 'off'})"
+    )
+
+
+def _summary_line(args: argparse.Namespace, results: list[ModuleResult], elapsed: float) -> None:
+    passed = sum(1 for r in results if r.verdict in PASSING)
+    if args.json:
+        verdicts = {r.name: str(r.verdict) for r in results}
+        print(json.dumps({"event": "end", "passed": passed, "total": len(results), "verdicts": verdicts}))
+    else:
+        print(f"{passed}/{len(results)} modules passed in {elapsed:.1f} s")
+
+
 def cmd_judge(args: argparse.Namespace) -> int:
     gates = _gates(args)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -426,11 +453,19 @@ def cmd_judge(args: argparse.Namespace) -> int:
     document = ResultsDocument(env, config, args.out)
     start = seconds()
     stopped = None
+    progress = progress_for("quiet" if args.quiet else "json" if args.json else "auto", _gate_runs(options, sources))
+    options = dataclasses.replace(options, on_gate=progress)
+    progress.begin(_headline(sources, options, limits.isolation.mechanisms()))
     try:
         results = judge_all(sources, options, document.add, available=available)
     except RunStopped as exc:
         results, stopped = exc.results, str(exc)
-    print_verdicts(results, seconds() - start, env)
+    finally:
+        progress.end()
+    if args.quiet or args.json:
+        _summary_line(args, results, seconds() - start)
+    else:
+        print_verdicts(results, seconds() - start, env)
     if stopped:
         print(f"harness: error: {stopped}", file=sys.stderr)
         return 1

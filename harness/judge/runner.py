@@ -35,6 +35,9 @@ from harness.protocol.errors import CandidateRaised, ContestantDied
 from harness.registry.sources import duplicate_message, duplicate_names
 from harness.results.records import PROCESS_VERDICTS, GateName, GateResult, ModuleResult, Verdict, overall
 
+GateEvent = Callable[[str, GateResult, bool], None]
+"""(module name, its gate record, finished): the record is live while the gate runs (its reason says the case)."""
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -49,6 +52,7 @@ class RunOptions:
     perf: PerfSettings = field(default_factory=PerfSettings)  # measurement settings of the performance gate
     perf_thresholds: dict[str, float] = field(default_factory=dict)  # per-kind slowdown threshold (pyproject)
     base: dict[str, ModuleSource] = field(default_factory=dict)  # base-branch versions of modules, by name
+    on_gate: GateEvent | None = None  # told when each gate of each module starts and finishes (progress display)
 
     def config(self) -> RunConfig:
         return RunConfig(
@@ -117,6 +121,7 @@ def _run_gate(gate: Gate, source: ModuleSource, result: ModuleResult, run: Run) 
     result.gates.append(record)
     if blocked:
         record.verdict, record.reason = Verdict.SKIPPED, blocked
+        _tell(run, source.name, record, finished=True)
         return record
 
     def body() -> tuple[Verdict, str]:
@@ -126,8 +131,15 @@ def _run_gate(gate: Gate, source: ModuleSource, result: ModuleResult, run: Run) 
             spec = _load(channel, source, result)
             return _decide(gate, GateJob(spec, source, channel, run.open_contestant), record)
 
+    _tell(run, source.name, record, finished=False)
     _guarded(record, body)
+    _tell(run, source.name, record, finished=True)
     return record
+
+
+def _tell(run: Run, name: str, record: GateResult, finished: bool) -> None:
+    if run.options.on_gate is not None:
+        run.options.on_gate(name, record, finished)
 
 
 def _decide(gate: Gate, job: GateJob, record: GateResult) -> tuple[Verdict, str]:
@@ -202,7 +214,9 @@ def judge_policy(policy: MixedPrecisionPolicy, sources: dict[str, ModuleSource],
         if run.stopped:
             record.reason = f"not judged: {run.stopped}"
         elif isinstance(gate, IntegrationGate):
+            _tell(run, policy.name, record, finished=False)
             _guarded(record, functools.partial(gate.run_policy, policy, sources, run.open_contestant, record))
+        _tell(run, policy.name, record, finished=True)
     result.verdict, result.reason = _conclude(result, run)
     result.seconds = seconds() - start
     return result
@@ -290,4 +304,4 @@ class RunStopped(Exception):
         self.results = results
 
 
-__all__ = ["OpenContestant", "Run", "RunOptions", "RunStopped", "judge_all", "judge_module"]
+__all__ = ["GateEvent", "OpenContestant", "Run", "RunOptions", "RunStopped", "judge_all", "judge_module"]
