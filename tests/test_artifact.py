@@ -45,9 +45,14 @@ def good_members() -> dict[str, bytes]:
     }
 
 
-def archive(path: Path, members: dict[str, bytes], *, mode: int = stat.S_IFREG | 0o644) -> Path:
+def archive(
+    path: Path, members: dict[str, bytes], *, mode: int = stat.S_IFREG | 0o644, links: dict[str, str] | None = None
+) -> Path:
+    """A ZIP of `members` with Unix `mode`, plus symbolic-link members (name -> target)."""
+    entries = [(name, data, mode) for name, data in members.items()]
+    entries += [(name, target.encode(), stat.S_IFLNK | 0o777) for name, target in (links or {}).items()]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
+        for name, data, mode in entries:
             info = zipfile.ZipInfo(name, date_time=(2026, 12, 2, 0, 0, 0))
             info.create_system = 3  # Unix: the mode lives in the high 16 bits of external_attr
             info.external_attr = mode << 16

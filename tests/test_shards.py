@@ -26,24 +26,10 @@ from harness.results.document import ResultsDocument, validate
 from harness.results.records import CaseResult, GateName, GateResult, ModuleResult, Verdict
 from harness.store import ingest
 from tests.conftest import FIXTURES
+from tests.test_store import ENVIRONMENT as STORE_ENVIRONMENT
 
 SHIPPED = FIXTURES / "results" / "shipped-modules.json"
-ENVIRONMENT: dict[str, Any] = {
-    "harness_version": "0.1.0",
-    "git_commit": "a" * 40,
-    "git_dirty": False,
-    "torch_version": "2.13.0+cpu",
-    "python_version": "3.11.7",
-    "platform": "Linux",
-    "device": "cpu",
-    "cpu_model": "test cpu",
-    "cpu_count": 2,
-    "threads": 1,
-    "dtypes": ["float32"],
-    "seed": 1,
-    "seed_policy": "fixed by --seed",
-    "date": "2026-12-01T00:00:00+00:00",
-}
+ENVIRONMENT: dict[str, Any] = {**STORE_ENVIRONMENT, "seed_policy": "fixed by --seed"}
 CONFIG: dict[str, Any] = {"gates": ["unit", "perf"], "timeout_s": 180.0, "memory_mb": 4096, "device": "cpu"}
 
 

@@ -69,12 +69,8 @@ def fit_body(body: str) -> str:
 
 def apply_plan(plan: BotPlan, event: BotEvent, settings: Settings, log: Callable[[str], None] = print) -> Applied:
     """Send the plan for the event's commit and pull request; raises BotError when GitHub refuses for good."""
-    pacing = settings.pacing or client.PACING
-    call = Caller(log, pacing.retries)
-    gh = connect(settings.token, settings.api_url, pacing, log)
+    call, repo, commit = _open(event, settings, log)
     name = event.repository
-    repo = call(f"reading repository {name}", lambda: gh.get_repo(name))
-    commit = call(f"reading commit {name}@{event.head_sha}", lambda: repo.get_commit(event.head_sha))
     _set_status(call, commit, plan.status, f"{name}@{event.head_sha[:12]}")
     applied = Applied()
     if event.is_merge_group:
@@ -96,15 +92,21 @@ def pull_labels(event: BotEvent, settings: Settings, log: Callable[[str], None] 
     """The pull request's labels as they are now (for a maintainer's approval); none for a merge_group event."""
     if event.is_merge_group:
         return frozenset()
+    call, repo, commit = _open(event, settings, log)
+    pull = _find_pull(call, repo, commit, event)
+    where = f"{event.repository}#{pull.number}"
+    return call(f"reading the labels of {where}", lambda: frozenset(label.name for label in pull.get_labels()))
+
+
+def _open(event: BotEvent, settings: Settings, log: Callable[[str], None]) -> tuple[Caller, Repository, Commit]:
+    """A retrying caller, the event's repository and its head commit, read through the API."""
     pacing = settings.pacing or client.PACING
     call = Caller(log, pacing.retries)
     gh = connect(settings.token, settings.api_url, pacing, log)
     name = event.repository
     repo = call(f"reading repository {name}", lambda: gh.get_repo(name))
     commit = call(f"reading commit {name}@{event.head_sha}", lambda: repo.get_commit(event.head_sha))
-    pull = _find_pull(call, repo, commit, event)
-    where = f"{name}#{pull.number}"
-    return call(f"reading the labels of {where}", lambda: frozenset(label.name for label in pull.get_labels()))
+    return call, repo, commit
 
 
 def _set_status(call: Caller, commit: Commit, status: Status, where: str) -> None:

@@ -27,6 +27,7 @@ from tests.bot_cli import PR_HEAD, RUN_HEAD, RUN_REPO, WORKFLOW_RUN, derived_eve
 from tests.conftest import FIXTURES
 from tests.github_recordings import FIXTURES as GITHUB_FIXTURES
 from tests.github_recordings import SKIP_REASON
+from tests.test_artifact import archive
 
 SHIPPED = FIXTURES / "results" / "shipped-modules.json"
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -94,16 +95,7 @@ def nested(depth: int) -> Any:
 
 def zip_of(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
     """A ZIP with regular members (Unix mode 644) and symbolic links (member name -> target)."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        entries = [(n, d, stat.S_IFREG | 0o644) for n, d in members.items()]
-        entries += [(n, t.encode(), stat.S_IFLNK | 0o777) for n, t in (links or {}).items()]
-        for name, data, mode in entries:
-            info = zipfile.ZipInfo(name, date_time=(2026, 12, 2, 0, 0, 0))
-            info.create_system = 3  # Unix: the mode lives in the high 16 bits of external_attr
-            info.external_attr = mode << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, data)
-    return path
+    return archive(path, members, links=links)
 
 
 def pull_request_event(folder: Path, labels: tuple[str, ...] = ()) -> Path:
