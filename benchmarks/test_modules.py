@@ -1,6 +1,6 @@
 """pytest-benchmark suite: every registered module on its kind's performance cases (forward), in a contestant.
 
-    pytest benchmarks/ --benchmark-json=out.json      # then: pytest-benchmark compare out.json other.json
+    pytest benchmarks/ -n 0 --benchmark-json=out.json      # then: pytest-benchmark compare out.json other.json
 
 Each benchmark's statistics are the module's own call times (see conftest.py); `extra_info` carries what the
 performance gate measures on the same case: the speed ratio to the kind's reference with its 99% interval

@@ -1,6 +1,6 @@
 """The performance gate's verdicts on real timings: this file measures on the real machine.
 
-    pytest benchmarks/test_regression.py      # not part of the default `pytest` run (testpaths = ["tests"])
+    pytest benchmarks/test_regression.py -n 0     # not part of the default `pytest` run (testpaths = ["tests"])
 
 tests/test_perf_gate.py decides the same cases on injected times, which is what the gate's rule does with given
 numbers; here the numbers come from timing real modules in real contestants on this machine, so the outcome depends

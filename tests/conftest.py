@@ -23,6 +23,19 @@ def pytest_configure(config: pytest.Config) -> None:
         folder = Path(tempfile.mkdtemp(prefix="harness-test-store-"))
         _SESSION_STORE.append(folder)
         os.environ["HARNESS_STORE"] = str(folder / "store.sqlite")
+    # Every module is judged afresh: no test may depend on verdicts an earlier run stored (tests of reuse point
+    # HARNESS_VERDICTS at a directory of their own).
+    os.environ.setdefault("HARNESS_VERDICTS", "off")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Test workers (pytest-xdist, `--dist loadgroup`) take whole files, so a file's module-scoped fixtures run once;
+    the adversarial corpus's files share one whole-corpus run and go to one worker together."""
+    corpus = REPO / "tests" / "adversarial"
+    for item in items:
+        path = Path(str(item.path))
+        group = "adversarial-corpus" if corpus in path.parents else path.relative_to(REPO).as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -1,4 +1,5 @@
-"""Real GitHub REST exchanges, read in place from ../shared/fixtures/github-api/ (recorded by PyGithub's own test
+"""Real GitHub REST exchanges, read in place from `FIXTURES` below, a `shared/fixtures` directory beside the repository
+checkout that is not part of it (the tests that need it skip without it): `github-api/` (recorded by PyGithub's own test
 suite): the local GitHub server answers with their status codes, headers and body shapes, never with bodies written
 from memory. Where the fixtures hold no recording of an answer, the one used says where it comes from."""
 

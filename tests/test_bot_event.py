@@ -1,5 +1,6 @@
-"""The bot's reading of a GitHub event: the real webhook payloads in ../shared/fixtures/github-events/ as GitHub
-sends them, and payloads derived from them (in tmp_path) for a fork's workflow_run, a null body and broken fields."""
+"""The bot's reading of a GitHub event: the real webhook payloads of the shared GitHub fixtures (EVENTS_DIR in
+tests/github_recordings.py; skipped without them) as GitHub sends them, and payloads derived from them (in tmp_path)
+for a fork's workflow_run, a null body and broken fields."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """`harness pr` against GitHub over real HTTP: PyGithub talks to the local server of tests/github_server.py, which
-keeps the repository's state and answers with the recorded exchanges of ../shared/fixtures/github-api/. One comment
-(created, then edited, never two; a human's never touched), labels (created once, human ones kept, stale bot ones
-removed), errors with a message naming the action, retries where GitHub asks for them, and opt-in auto-merge."""
+keeps the repository's state and answers with the recorded exchanges of the shared GitHub fixtures (API_DIR in
+tests/github_recordings.py). One comment (created, then edited, never two; a human's never touched), labels (created
+once, human ones kept, stale bot ones removed), errors with a message naming the action, retries where GitHub asks
+for them, and opt-in auto-merge."""
 
 from __future__ import annotations
 

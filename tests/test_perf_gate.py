@@ -335,7 +335,13 @@ def test_decision_on_injected_times(
     ("tamper", "expected"),
     [
         # the fake cannot slow the judge's clock, but it can report more than the block took on it
-        ({"overreport": 1000}, r"reported [\d.]+ ms of calls in a block that took [\d.]+ ms on the judge's clock"),
+        # caught by the block's total against the judge's clock, or (when the machine is so busy that the block
+        # itself took longer than the total reported) by the first call against the clock readings around it
+        (
+            {"overreport": 1000},
+            r"reported [\d.]+ ms of calls in a block that took [\d.]+ ms on the judge's clock"
+            r"|reported a candidate call of [\d.]+ us between clock readings [\d.]+ us apart",
+        ),
         ({"hooks": ("torch function mode is active",)}, "while timing: torch function mode is active"),
     ],
     ids=["more-time-than-the-judges-clock", "hook-during-a-block"],
@@ -351,3 +357,32 @@ def test_injected_tampering_is_caught(
     record = _gate_run(FakeContestant(idle_pid, 1.0, **tamper), True, monkeypatch)
     assert record.verdict == Verdict.TAMPERED and re.search(expected, record.reason), record.reason
     assert not record.summary
+
+
+def test_a_low_cached_roofline_is_measured_again_before_a_time_is_called_impossible(
+    small_cases_only: None, monkeypatch: pytest.MonkeyPatch, idle_pid: int
+) -> None:
+    """A roofline cached while the machine was busy is too low: an honest module beats it. The gate measures the
+    roofline again (keeping the best rates) before it fails anyone, and judges with the confirmed one."""
+    low = Roofline({2**20: 1e-6}, matmul_gflops=1e-6, threads=1, machine="measured on a busy machine")
+    confirmed: list[int] = []
+
+    def remeasured() -> Roofline:
+        confirmed.append(1)
+        return ROOFLINE
+
+    gate = PerformanceGate(RunConfig(seed=5, perf=INJECTED))
+    monkeypatch.setattr(gate, "roofline", lambda: low)
+    monkeypatch.setattr(gate, "confirmed_roofline", remeasured)
+    record = GateResult(gate=GateName.PERF, verdict=Verdict.ERROR)
+    fake = FakeContestant(idle_pid, 1.0)
+    record.verdict, record.reason = gate.run(GateJob(SPEC, SOURCE, None, lambda label: nullcontext(fake)), record)
+    assert confirmed == [1]
+    assert record.verdict is Verdict.PASS, record.reason
+    assert all(c.passed for c in record.cases)
+
+    # a roofline the re-measurement confirms still fails the impossible time
+    monkeypatch.setattr(gate, "confirmed_roofline", lambda: low)
+    again = GateResult(gate=GateName.PERF, verdict=Verdict.ERROR)
+    again.verdict, again.reason = gate.run(GateJob(SPEC, SOURCE, None, lambda label: nullcontext(fake)), again)
+    assert again.verdict is Verdict.FAIL and "faster than this machine can move" in again.reason

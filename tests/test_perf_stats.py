@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from harness.perf.stats import Ratio, block_value, decide, geometric_mean, ratio_interval
+from harness.perf.stats import Ratio, block_value, decide, geometric_mean, ratio_interval, settled
 
 
 def _ratio(estimate: float, half: float) -> Ratio:
@@ -51,3 +51,23 @@ def test_geometric_mean_pools_the_cases() -> None:
 def test_decision_needs_effect_and_interval(estimate: float, half: float, outcome: str) -> None:
     decision = decide(_ratio(estimate, half), threshold=0.10)
     assert decision.outcome == outcome, decision.reason
+
+
+@pytest.mark.parametrize(
+    ("estimate", "half", "outcome"),
+    [
+        (1.000, 0.02, "pass"),  # inside (1/1.05, 1.025): no estimate in it can be suspect, fail or faster
+        (1.000, 0.03, None),  # reaches beyond 1.025: might still turn out suspect
+        (1.04, 0.01, None),  # the suspect band is measured to the end
+        (1.10, 0.02, "fail"),
+        (0.80, 0.05, "faster"),
+        (0.96, 0.02, None),  # reaches below 1/1.05: might still turn out faster
+    ],
+)
+def test_settled_only_when_every_estimate_in_the_interval_gets_one_outcome(
+    estimate: float, half: float, outcome: str | None
+) -> None:
+    ratio = _ratio(estimate, half)
+    assert settled(ratio, threshold=0.10) == outcome
+    if outcome is not None:  # the stop rule never contradicts the decision on the same interval
+        assert decide(ratio, threshold=0.10).outcome == outcome

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -98,3 +99,16 @@ def test_cuda_timer_flushes_l2_and_synchronizes() -> None:
 
     y = torch.randn(1024, 1024, device="cuda")
     assert peak_bytes(lambda: y * 2, device="cuda") >= y.numel() * 4  # the allocator's peak holds the output
+
+
+def test_a_roofline_measured_again_keeps_the_best_rates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    busy = roofline.Roofline({2**20: 5.0, 2**26: 1.0}, matmul_gflops=10.0, threads=1, machine="m")
+    idle = roofline.Roofline({2**20: 50.0, 2**26: 0.5}, matmul_gflops=5.0, threads=1, machine="m")
+    best = roofline.best_of(busy, idle)
+    assert best.bandwidth == {2**20: 50.0, 2**26: 1.0} and best.matmul_gflops == 10.0
+    measured = iter([busy, idle])
+    monkeypatch.setattr(roofline, "measure", lambda threads, device="cpu": next(measured))
+    assert roofline.load_or_measure(tmp_path) == busy  # first use: measured (busy) and cached
+    assert roofline.load_or_measure(tmp_path) == busy  # then read from the cache
+    assert roofline.remeasure(tmp_path) == best  # measured again: the best of both, cached for next time
+    assert roofline.load_or_measure(tmp_path) == best

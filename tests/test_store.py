@@ -122,6 +122,10 @@ def _missing_environment(doc: dict[str, Any]) -> None:
     del doc["environment"]["torch_version"]
 
 
+def _limited_to_cases(doc: dict[str, Any]) -> None:
+    doc["config"]["cases"] = {"cases": ["rms_norm/r64-h3/normal"], "dtypes": ["float32"]}
+
+
 @pytest.mark.parametrize(
     ("break_it", "path", "problem"),
     [
@@ -129,6 +133,7 @@ def _missing_environment(doc: dict[str, Any]) -> None:
         (_wrong_major, "$.schema_version", "this harness reads 1.0 to"),
         (_newer_minor, "$.schema_version", "this harness reads 1.0 to"),
         (_missing_environment, "$.environment", "'torch_version' is a required property"),
+        (_limited_to_cases, "$.config.cases", "not the modules' verdicts"),
     ],
 )
 def test_invalid_documents_are_rejected_naming_file_and_path(

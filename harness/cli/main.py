@@ -1,5 +1,5 @@
-"""Command line: `harness list | check | run | new | changed | plan | merge | ingest | report | pr | unpack`. Exit
-codes: 0 all passed, 1 something failed, 2 usage error."""
+"""Command line: `harness list | check | run | new | changed | plan | merge | ingest | report | pr | unpack |
+explain`. Exit codes: 0 all passed, 1 something failed, 2 usage error."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from harness.cli import pr, report, shards, unpack
+from harness.cli import cases, explain, pr, report, shards, unpack
 from harness.cli.progress import progress_for
+from harness.cli.reproduce import RunFacts
 from harness.cli.scaffold import ScaffoldError, scaffold
 from harness.cli.terminal import print_list, print_verdicts
 from harness.core.contract import ModuleSource
@@ -26,6 +27,7 @@ from harness.judge.catalog import catalog
 from harness.judge.changes import changes, describe
 from harness.judge.integrity import HarnessTampered
 from harness.judge.isolation import MODES, module_roots
+from harness.judge.reuse import Provenance, Reuse, verdict_directory
 from harness.judge.runner import RunOptions, RunStopped, judge_all
 from harness.judge.sandbox import Limits
 from harness.kinds import KINDS
@@ -74,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="run named modules through the gates")
     check.add_argument("names", nargs="+", metavar="NAME")
     _add_run_options(check)
+    cases.add_options(check)
 
     run = sub.add_parser("run", help="run every module through every gate; with --out, publish to the store and site")
     _add_run_options(run)
@@ -88,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_parser(sub)
     unpack.add_parser(sub)
     shards.add_parsers(sub, default_modules_dir)
+    explain.add_parser(sub, default_modules_dir)
 
     changed = sub.add_parser(
         "changed", help="modules a change adds, modifies or removes; whether it touches the harness"
@@ -149,6 +153,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="write DIR/results.json (and DIR/modules/*.json)")
     parser.add_argument("--seed", type=int, default=None, help="fix the input seed (default: a secret random seed)")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="judge every module again; by default a module whose file, harness, torch, device and settings are "
+        "unchanged since a stored verdict on this machine gets that verdict back (marked reused, with its date)",
+    )
     shown = parser.add_mutually_exclusive_group()
     shown.add_argument("--quiet", action="store_true", help="no progress and no table: the summary line only")
     shown.add_argument("--json", action="store_true", help="progress as JSON lines (one per finished gate), no table")
@@ -198,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             return shards.cmd_merge(args)
         if args.command == "changed":
             return cmd_changed(args)
+        if args.command == "explain":
+            return explain.cmd_explain(args)
         return cmd_judge(args)
-    except (UsageError, report.ReportError) as exc:
+    except (UsageError, report.ReportError, cases.CaseError) as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
 
@@ -425,9 +437,10 @@ def cmd_judge(args: argparse.Namespace) -> int:
         raise UsageError("--device cuda needs a CUDA device and a CUDA build of torch; none is available here")
     available = _sources(args)
     sources, policies = _selected(args, available, _policies(args) if GateName.INTEGRATION in gates else [])
+    gates, selection = cases.select(args, sources, policies, gates, checked_dtypes())
     seed = _seed(args)
     base_commit, base = _base(args, gates)
-    options = _options(args, gates, policies, seed, base)
+    options = dataclasses.replace(_options(args, gates, policies, seed, base), cases=selection)
     roots = module_roots(s.path for s in [*available, *base.values()])
     options = dataclasses.replace(options, limits=options.limits.with_isolation(roots))
     limits = options.limits
@@ -450,11 +463,22 @@ def cmd_judge(args: argparse.Namespace) -> int:
         "modules_dir": str(_modules_root(args)),
         **_authority(args),
     }
+    if selection.limited:
+        config["cases"] = {"cases": sorted(selection.cases), "dtypes": sorted(selection.dtypes)}
     document = ResultsDocument(env, config, args.out)
     start = seconds()
     stopped = None
     progress = progress_for("quiet" if args.quiet else "json" if args.json else "auto", _gate_runs(options, sources))
-    options = dataclasses.replace(options, on_gate=progress)
+    verdicts = verdict_directory()
+    reuse = None
+    if verdicts is not None:
+        reuse = Reuse(
+            lookup=not args.fresh,
+            provenance=Provenance(date=str(env["date"]), commit=str(env["git_commit"]), seed=str(seed)),
+            fixed_seed=args.seed,
+            directory=verdicts,
+        )
+    options = dataclasses.replace(options, on_gate=progress, on_reused=progress.reused, reuse=reuse)
     progress.begin(_headline(sources, options, limits.isolation.mechanisms()))
     try:
         results = judge_all(sources, options, document.add, available=available)
@@ -465,7 +489,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
     if args.quiet or args.json:
         _summary_line(args, results, seconds() - start)
     else:
-        print_verdicts(results, seconds() - start, env)
+        facts = RunFacts(env, config, default_modules_dir())
+        print_verdicts(results, seconds() - start, env, facts, args.out / "results.json" if args.out else None)
     if stopped:
         print(f"harness: error: {stopped}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from harness.perf.timer import seconds
-from harness.results.records import GateResult, Verdict
+from harness.results.records import GateResult, ModuleResult, Verdict
 
 MODES = ("auto", "plain", "live", "json", "quiet")
 
@@ -45,6 +45,15 @@ class Progress:
     def finished(self, name: str, record: GateResult) -> None:
         """One gate of one module is done (called under the lock)."""
 
+    def reused(self, result: ModuleResult) -> None:
+        """A module's stored verdict was reused: all its gates count as done."""
+        with self.lock:
+            self.done += len(result.gates)
+            self.reused_line(result)
+
+    def reused_line(self, result: ModuleResult) -> None:
+        """Say that `result` was reused (called under the lock)."""
+
     def end(self) -> None:
         """The run is over; the verdict table follows."""
 
@@ -70,6 +79,20 @@ class PlainProgress(Progress):
         line = f"[{self.done}/{self.total}] {name} {record.gate} {verdict} {cases(record)} {record.seconds:.1f} s"
         print(line, file=self.stream, flush=True)
 
+    def reused_line(self, result: ModuleResult) -> None:
+        print(
+            f"[{self.done}/{self.total}] {result.name} {result.verdict} {reused_note(result)}",
+            file=self.stream,
+            flush=True,
+        )
+
+
+def reused_note(result: ModuleResult) -> str:
+    """`reused (judged 2026-12-02T06:24:34+00:00 at da10684)`; empty for a verdict judged in this run."""
+    if result.reused is None:
+        return ""
+    return f"reused (judged {result.reused['date']} at {result.reused['commit'][:7]}; --fresh judges it again)"
+
 
 class JsonProgress(Progress):
     """One JSON object per finished gate, for scripts."""
@@ -92,6 +115,18 @@ class JsonProgress(Progress):
             }
         )
 
+    def reused_line(self, result: ModuleResult) -> None:
+        self._emit(
+            {
+                "event": "reused",
+                "done": self.done,
+                "of": self.total,
+                "module": result.name,
+                "verdict": str(result.verdict),
+                "judged": result.reused,
+            }
+        )
+
     def _emit(self, event: dict[str, Any]) -> None:
         print(json.dumps(event), file=self.stream, flush=True)
 
@@ -111,6 +146,9 @@ class LiveProgress(Progress):
 
     def finished(self, name: str, record: GateResult) -> None:
         self.recent = [*self.recent[-7:], (name, record)]
+
+    def reused_line(self, result: ModuleResult) -> None:
+        self.console.print(f"{result.name}: {result.verdict}, {reused_note(result)}", highlight=False)
 
     def end(self) -> None:
         self.live.stop()

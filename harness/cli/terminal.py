@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.cli.reproduce import RunFacts, reproduce_section
 from harness.results.records import QUANTIZED_CASE, GateName, Verdict
 
 if TYPE_CHECKING:
@@ -83,12 +85,20 @@ PERF_HEADERS = [
 ]
 
 
-def print_verdicts(results: Sequence[ModuleResult], seconds: float, env: dict[str, Any] | None = None) -> None:
-    """The verdict of every module, then each gate's details, the count, and where the figures come from."""
+def print_verdicts(
+    results: Sequence[ModuleResult],
+    seconds: float,
+    env: dict[str, Any] | None = None,
+    facts: RunFacts | None = None,
+    results_path: Path | None = None,
+) -> None:
+    """The verdict of every module, then each gate's details, the command that reproduces each failure (given the
+    run's `facts`; `results_path` is where `harness explain` finds the rest), the count, and the figures' origin."""
     rows = []
     for r in results:
         gates = " ".join(f"{g.gate}:{g.verdict}({sum(1 for c in g.cases if c.passed)}/{len(g.cases)})" for g in r.gates)
-        rows.append([r.name, r.kind or "?", r.verdict.upper(), gates, f"{r.seconds:.1f}", r.reason])
+        verdict = r.verdict.upper() + (" (reused)" if r.reused else "")
+        rows.append([r.name, r.kind or "?", verdict, gates, f"{r.seconds:.1f}", r.reason])
     print(table(VERDICT_HEADERS, rows, max_width=160))
     sections = (
         (
@@ -109,8 +119,19 @@ def print_verdicts(results: Sequence[ModuleResult], seconds: float, env: dict[st
         if section:
             print(f"\n{title}")
             print(table(headers, section, max_width=width))
+    reproduce = reproduce_section(facts, [r.as_dict() for r in results], results_path) if facts else []
+    if reproduce:
+        print("\n" + "\n".join(reproduce))
     passed = sum(1 for r in results if r.verdict == Verdict.PASS)
     print(f"\n{passed}/{len(results)} modules passed in {seconds:.1f} s")
+    reused = [r for r in results if r.reused]
+    if reused:
+        dates = sorted(r.reused["date"] for r in reused if r.reused)
+        print(
+            f"{len(reused)} verdict{'s' if len(reused) != 1 else ''} reused from earlier runs on this machine "
+            f"(judged {dates[0]}{' to ' + dates[-1] if dates[-1] != dates[0] else ''}): file, harness, torch, device "
+            "and settings unchanged. --fresh judges them again."
+        )
     if env:
         print(provenance(env))
 

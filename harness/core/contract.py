@@ -100,4 +100,4 @@ class ModuleSource:
 
     @property
     def where(self) -> str:
-        return str(self.path) if self.path else f"entry point {self.entry_point} ({self.distribution})"
+        return str(self.path) if self.path else f"entry point {self.name} = {self.entry_point} ({self.distribution})"

@@ -56,6 +56,33 @@ OpenContestant = Callable[[str], AbstractContextManager[Channel]]  # label -> a 
 
 
 @dataclass(frozen=True)
+class CaseSelection:
+    """The cases a run is limited to (`harness check --case ID --dtype D`, to reproduce a failure); empty: all."""
+
+    cases: frozenset[str] = frozenset()  # case ids as results.json records them; empty: every case
+    dtypes: frozenset[str] = frozenset()  # dtype names ("float16") the unit gate checks; empty: every one
+
+    @property
+    def limited(self) -> bool:
+        return bool(self.cases or self.dtypes)
+
+    def wants(self, case_id: str) -> bool:
+        return not self.cases or case_id in self.cases
+
+    def wants_unit(self, case_id: str, dtype: str) -> bool:
+        return self.wants(case_id) and (not self.dtypes or dtype in self.dtypes)
+
+    def none_of(self, gate: GateName, variants: tuple[str, ...]) -> tuple[Verdict, str]:
+        """The verdict of a gate whose cases the selection left out entirely (wrong variant or gate)."""
+        chosen = ", ".join(sorted(self.cases)) + (f" in {', '.join(sorted(self.dtypes))}" if self.dtypes else "")
+        return (
+            Verdict.ERROR,
+            f"--case {chosen} selects no {gate} case of this module (variants {', '.join(variants)}). "
+            "Fix: pick a case id of this module's variant (`harness explain` lists the failing ones).",
+        )
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """The settings of one run that gates read; the same for every module."""
 
@@ -65,6 +92,7 @@ class RunConfig:
     perf: PerfSettings = field(default_factory=PerfSettings)  # measurement settings of the performance gate
     perf_thresholds: dict[str, float] = field(default_factory=dict)  # per-kind slowdown threshold (pyproject)
     base: dict[str, ModuleSource] = field(default_factory=dict)  # base-branch versions of modules, by name
+    cases: CaseSelection = field(default_factory=CaseSelection)  # only these cases run (reproducing a failure)
 
 
 @dataclass(frozen=True)

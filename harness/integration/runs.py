@@ -70,19 +70,42 @@ def init_pass(
     return logits.detach(), named
 
 
+@dataclass
+class Trained:
+    """What training produced: the weights and the loss per step. Training depends on the set-up, the slots and
+    the seed only (never on a run's secret evaluation batches), so the judge may train a reference once per
+    machine and reuse it."""
+
+    state: dict[str, torch.Tensor]
+    losses: list[float]
+
+
+def train_reference(setup: TaskSetup, slots: Slots, seed: int) -> Trained:
+    """Build the model from `seed` and train it on the task."""
+    model = Transformer(setup.model, slots, seed)
+    log = train(model, make_task(setup.task), setup.train)
+    return Trained({k: v.detach().clone() for k, v in model.state_dict().items()}, list(log.losses))
+
+
 def run_setup(
     setup: TaskSetup,
     slots: Slots,
     seed: int,
     init_batch: tuple[torch.Tensor, torch.Tensor],
     eval_inputs: list[torch.Tensor],
+    trained: Trained | None = None,
 ) -> RunOutput:
-    """Build the model from `seed`, take the init pass, train on the task, and return logits for `eval_inputs`."""
+    """Build the model from `seed`, take the init pass, train on the task (or take `trained`, the same training
+    done earlier), and return logits for `eval_inputs`."""
 
     start = seconds()
     model = Transformer(setup.model, slots, seed)
     init_logits, init_grads = init_pass(model, *init_batch)
-    log = train(model, make_task(setup.task), setup.train)
+    if trained is None:
+        losses = list(train(model, make_task(setup.task), setup.train).losses)
+    else:
+        model.load_state_dict(trained.state)
+        losses = list(trained.losses)
     logits = logits_for(model, [(x, x) for x in eval_inputs])
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return RunOutput(init_logits, init_grads, list(log.losses), logits, state, seconds() - start)
+    return RunOutput(init_logits, init_grads, losses, logits, state, seconds() - start)

@@ -20,13 +20,14 @@ import torch
 
 from harness.core.contract import ErrorBound, ModuleSource, ModuleSpec
 from harness.gates import GATES
-from harness.gates.base import Channel, Gate, GateJob, OpenContestant, RunConfig
+from harness.gates.base import CaseSelection, Channel, Gate, GateJob, OpenContestant, RunConfig
 from harness.gates.integration import IntegrationGate, PolicyUnusable
 from harness.integration.policy import MixedPrecisionPolicy
 from harness.integration.runs import TaskSetup
 from harness.integration.setups import DEFAULT_SETUPS
 from harness.judge.integrity import Guard
 from harness.judge.isolation import module_roots, protect_judge
+from harness.judge.reuse import Reuse, Settings, VerdictCache, harness_digest
 from harness.judge.sandbox import Limits
 from harness.judge.session import LoadFailed, open_session
 from harness.perf.config import PerfSettings
@@ -52,7 +53,10 @@ class RunOptions:
     perf: PerfSettings = field(default_factory=PerfSettings)  # measurement settings of the performance gate
     perf_thresholds: dict[str, float] = field(default_factory=dict)  # per-kind slowdown threshold (pyproject)
     base: dict[str, ModuleSource] = field(default_factory=dict)  # base-branch versions of modules, by name
+    cases: CaseSelection = field(default_factory=CaseSelection)  # only these cases (--case): never reused nor stored
     on_gate: GateEvent | None = None  # told when each gate of each module starts and finishes (progress display)
+    reuse: Reuse | None = None  # stored verdicts: reuse unchanged modules' (and store new ones); None: neither
+    on_reused: Callable[[ModuleResult], None] | None = None  # told of each verdict reused instead of judged
 
     def config(self) -> RunConfig:
         return RunConfig(
@@ -62,6 +66,7 @@ class RunOptions:
             perf=self.perf,
             perf_thresholds=self.perf_thresholds,
             base=self.base,
+            cases=self.cases,
         )
 
 
@@ -272,28 +277,76 @@ def judge_all(
 
     for result in early:
         report(result)
+    cache, keys, reused = _stored(runnable, _policy_modules(available, runnable), options, run)
+    for result in reused.values():
+        report(result)
+        if options.on_reused is not None:
+            options.on_reused(result)
+    fresh = [s for s in runnable if s.name not in reused]
+    policies = [p for p in options.policies if p.name not in reused]
     # One intra-op thread for the judge's own tensor work: its threads and the contestants share the cores,
     # and OpenMP workers spinning against a busy core make small ops 10-80x slower.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        by_name = {s.name: s for s in (available if available is not None else runnable)}
+        by_name = _policy_modules(available, runnable)
         with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
-            judged = list(pool.map(lambda source: report(judge_module(source, run)), runnable))
-            judged += list(pool.map(lambda p: report(judge_policy(p, by_name, run)), options.policies))
+            judged = list(pool.map(lambda source: report(judge_module(source, run)), fresh))
+            judged += list(pool.map(lambda p: report(judge_policy(p, by_name, run)), policies))
         if run.exclusive:
             # One module at a time with nothing else running: the contestant pinned to the timing core, the
             # judge (this thread) to the others.
             with kept_off(timing_core()):
-                for source, result in zip(runnable, judged, strict=False):
+                for source, result in zip(fresh, judged, strict=False):
                     report(judge_exclusive(source, result, run))
     finally:
         torch.set_num_threads(threads)
     order = {name: i for i, name in enumerate([s.name for s in sources] + [p.name for p in options.policies])}
-    results = sorted(early + judged, key=lambda r: order.get(r.name, 0))
+    results = sorted(early + list(reused.values()) + judged, key=lambda r: order.get(r.name, 0))
     if run.stopped:
         raise RunStopped(run.stopped, results)
+    if cache is not None and options.reuse is not None:
+        for result in judged:
+            if result.name in keys:
+                cache.save(keys[result.name], result, options.reuse.provenance)
     return results
+
+
+def _policy_modules(available: list[ModuleSource] | None, runnable: list[ModuleSource]) -> dict[str, ModuleSource]:
+    """Where policies find their modules: every available source (default: the ones judged)."""
+    return {s.name: s for s in (available if available is not None else runnable)}
+
+
+def _stored(
+    runnable: list[ModuleSource], by_name: dict[str, ModuleSource], options: RunOptions, run: Run
+) -> tuple[VerdictCache | None, dict[str, str], dict[str, ModuleResult]]:
+    """(the verdict cache, each reusable module's or policy's key, the verdicts reused) before any contestant
+    starts; with no reuse configured, nothing."""
+    reuse = options.reuse
+    if reuse is None or options.cases.limited:  # a verdict on some cases only is no module's verdict
+        return None, {}, {}
+    settings = Settings(
+        gates=options.gates,
+        limits=options.limits,
+        perf=dataclasses.asdict(options.perf),
+        thresholds=dict(options.perf_thresholds),
+        integration=[setup.as_dict() for setup in options.integration_setups],
+        fixed_seed=reuse.fixed_seed,
+    )
+    cache = VerdictCache(settings, harness_digest(run.guard.baseline), reuse.directory)
+    keys: dict[str, str] = {}
+    for source in runnable:
+        key = cache.module_key(source, options.base.get(source.name))
+        if key is not None:
+            keys[source.name] = key
+    for policy in options.policies:
+        key = cache.policy_key(policy, by_name)
+        if key is not None:
+            keys[policy.name] = key
+    if not reuse.lookup:
+        return cache, keys, {}
+    reused = {name: result for name, key in keys.items() if (result := cache.load(key)) is not None}
+    return cache, keys, reused
 
 
 class RunStopped(Exception):

@@ -34,7 +34,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # Environment the child inherits; everything else (tokens, credentials, CI secrets) is dropped.
 KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH")
 # Pinned allocator behaviour: without it, large-tensor speed swings several-fold between processes
-# (see MEASUREMENT.md); one thread per library keeps workers comparable.
+# (docs/measurement.md); one thread per library keeps workers comparable.
 WORKER_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "1073741824",
     "MALLOC_TRIM_THRESHOLD_": "4294967296",

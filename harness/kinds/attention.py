@@ -22,7 +22,16 @@ TINY_SCALE = 1e-4
 # Outputs and dO.V^T products of ~1e3 (|v| up to ~4e3) stay well inside fp16's range (65504) but expose
 # modules that accumulate P@V in a narrow dtype with poor ordering.
 LARGE_VALUE_SCALE = 1e3
-REGIMES = {"normal", "tiny", "large_logits", "large_values"}
+# "structured": concentrated attention, as in trained models (`structured_qk`): a local part and long-range
+# retrieval keys, so a block-sparse or top-k module must find the few distant keys that matter.
+REGIMES = {"normal", "tiny", "large_logits", "large_values", "structured"}
+# structured: per head type (cycled over query heads) the logit gap of (copy target, first key, keys at lags 0,
+# 1, ...) over the background. A retrieval head mostly reads one distant key it copies from; a local head mostly
+# the last few keys. The background score spread grows with these (std ~ gap * sqrt(terms / D)), so gaps of 6-12
+# at D ~ 64 leave most but not all of the mass on these keys (cf. benchmarks/showcase_attention.py).
+STRUCTURED_HEADS = ((12.0, 6.0, (8.0, 6.0, 4.0)), (7.0, 6.0, (10.0, 8.0, 6.0, 4.0)))
+STRUCTURED_NOISE = 0.3  # std of the unit-normal noise added to every query element
+STRUCTURED_SPAN = (16, 256)  # queries in a run copying one contiguous earlier span (uniform): a few runs per block
 # Flops per unmasked score in the softmax: scale multiply, running max, subtract max, exp, sum, normalize.
 SOFTMAX_FLOPS_PER_SCORE = 6
 
@@ -146,6 +155,7 @@ def _battery(variant: str) -> list[Case]:
             _case(variant, "large_values", 2, 2, 50, 96),
             _case(variant, "large_logits", 1, 1, 2, 16),  # S=2, saturated: both rows ~one-hot, grads underflow
             _case(variant, "normal", 1, 2, 1024, 32),  # long sequence
+            _case(variant, "structured", 1, 2, 768, 64),  # 12 blocks of 64, a few far keys carry the mass
         ]
     if variant == "non_causal":
         return [
@@ -156,6 +166,7 @@ def _battery(variant: str) -> list[Case]:
             _case(variant, "large_values", 3, 1, 53, 80, sk=17),  # SQ > SK
             _case(variant, "normal", 1, 2, 45, 96),
             _case(variant, "normal", 1, 2, 1024, 32),
+            _case(variant, "structured", 1, 2, 576, 40),  # targets before and after the query
         ]
     if variant == "key_padding":
         return [
@@ -187,6 +198,36 @@ def _battery(variant: str) -> list[Case]:
             _case(variant, "normal", 1, 2, 1024, 32, w=128),
         ]
     raise KeyError(f"attention has no variant {variant!r}; expected one of {sorted(AttentionKind.variants)}")
+
+
+def structured_qk(
+    b: int, h: int, kvh: int, s: int, d: int, causal: bool, gen: torch.Generator
+) -> tuple[torch.Tensor, ...]:
+    """float64 q (B, H, S, D) and k (B, KVH, S, D) whose attention is concentrated: local keys, a sink, copy targets.
+
+    k is unit normal. The queries are cut into runs (STRUCTURED_SPAN long, at random); the queries of a run copy a
+    span of the same length at a random place (earlier when causal: an induction/retrieval pattern), so query i's
+    target is key src + (i - start). Query i of head h = its head type's gaps / sqrt(D) times k[i - lag] (local),
+    k[0] (sink) and k[target] (copy), of kv head h // (H / KVH), plus noise. Every draw comes from `gen`.
+    """
+    k = torch.randn((b, kvh, s, d), generator=gen, dtype=torch.float64)
+    q = STRUCTURED_NOISE * torch.randn((b, h, s, d), generator=gen, dtype=torch.float64)
+    unit = 1.0 / math.sqrt(d)  # a key scaled by g / sqrt(D) in q scores ~g against itself
+    for head in range(h):
+        copy, sink, local = STRUCTURED_HEADS[head % len(STRUCTURED_HEADS)]
+        kh = k[:, head // (h // kvh)]
+        for lag, gap in enumerate(local):
+            q[:, head, lag:] += gap * unit * kh[:, : s - lag]
+        q[:, head] += sink * unit * kh[:, :1]
+        start = 0
+        while start < s:
+            stop = min(start + int(torch.randint(*STRUCTURED_SPAN, (1,), generator=gen)), s)
+            room = start - (stop - start) if causal else s - (stop - start)  # last allowed source start
+            if room >= 0:
+                src = int(torch.randint(0, room + 1, (1,), generator=gen))
+                q[:, head, start:stop] += copy * unit * kh[:, src : src + stop - start]
+            start = stop
+    return q, k
 
 
 def _padding_mask(b: int, sk: int, gen: torch.Generator) -> torch.Tensor:
@@ -259,11 +300,25 @@ class AttentionKind(Kind):
         b, h, kvh, sq, sk, d = s["B"], s["H"], s["KVH"], s["SQ"], s["SK"], s["D"]
         if case.regime not in REGIMES:
             raise ValueError(f"attention case {case.id}: unknown regime {case.regime!r}, expected {REGIMES}")
+        if case.regime == "structured":
+            if sq != sk:
+                raise ValueError(f"attention case {case.id}: the structured regime needs SQ == SK, got {sq} != {sk}")
+            causal = case.variant in ("causal", "gqa", "sliding_window")
+            q64, k64 = structured_qk(b, h, kvh, sq, d, causal, gen)
+            q, k = q64.to(dtype), k64.to(dtype)
+            v = randn((b, kvh, sk, d), dtype, gen)
+            return self._call_args(case, q, k, v, gen)
         qk_scale = {"tiny": TINY_SCALE, "large_logits": LARGE_LOGIT_SCALE}.get(case.regime, 1.0)
         v_scale = {"tiny": TINY_SCALE, "large_values": LARGE_VALUE_SCALE}.get(case.regime, 1.0)
         q = randn((b, h, sq, d), dtype, gen, qk_scale)
         k = randn((b, kvh, sk, d), dtype, gen, qk_scale)
         v = randn((b, kvh, sk, d), dtype, gen, v_scale)
+        return self._call_args(case, q, k, v, gen)
+
+    def _call_args(
+        self, case: Case, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gen: torch.Generator
+    ) -> CallArgs:
+        b, sk = case.sizes["B"], case.sizes["SK"]
         mask = _padding_mask(b, sk, gen) if case.variant == "key_padding" else None
         window = case.params.get("window")
         return {

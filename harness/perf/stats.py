@@ -87,6 +87,27 @@ class Decision:
     reason: str
 
 
+def settled(ratio: Ratio, threshold: float) -> str | None:
+    """The outcome `decide` gives for every estimate inside this interval, or None while the interval still
+    spans more than one outcome. The measurement of a case stops as soon as it is settled: more blocks would
+    only narrow an interval that already lies wholly in one band.
+
+    - "fail": the interval lies beyond 1 + T/2;
+    - "faster": the interval lies below 1 / (1 + T/2);
+    - "pass": the interval lies inside (1 / (1 + T/2), 1 + T/4): no estimate in it can be suspect, fail or faster.
+
+    The suspect band (beyond 1 + T/4 with 1 excluded, not beyond 1 + T/2) is never settled early: a slowdown near
+    the threshold is measured until the interval is narrow or the budget is spent.
+    """
+    if ratio.low > 1 + threshold / 2:
+        return "fail"
+    if ratio.high < 1 / (1 + threshold / 2):
+        return "faster"
+    if ratio.low > 1 / (1 + threshold / 2) and ratio.high < 1 + threshold / 4:
+        return "pass"
+    return None
+
+
 def decide(ratio: Ratio, threshold: float) -> Decision:
     """Call a change only when the effect is large enough and the interval agrees.
 

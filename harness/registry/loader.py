@@ -6,6 +6,7 @@ process (harness.worker) calls it. The judge plans from file and entry-point nam
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import importlib.util
 import inspect
@@ -14,6 +15,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 from typing import TypeVar
 
 from harness.core.contract import ErrorBound, ModuleSource, ModuleSpec
@@ -59,6 +61,10 @@ class Registry:
 
 REGISTRY = Registry()
 _active: list[Registry] = [REGISTRY]  # the registry @register writes to; load() can point it elsewhere
+# Every class @register accepted in this process, in order. A Python module is imported once per process, so an
+# entry point whose module a sibling entry point already imported finds its class here, not in a registry.
+_registered: list[tuple[ModuleSpec, type]] = []
+_MISSING = object()  # an entry point's attribute its Python module does not have
 
 
 def register(
@@ -80,6 +86,7 @@ def register(
         source = _source_of(cls)
         spec = validate(cls, kind=kind, variant=variant, exact=exact, bound=bound, name=name, source=source)
         _active[-1].add(spec, cls)
+        _registered.append((spec, cls))
         return cls
 
     return decorate
@@ -199,22 +206,10 @@ def _check_methods(where: str, cls: type, methods: Mapping[str, tuple[str, ...]]
 
 def load(source: ModuleSource, registry: Registry = REGISTRY) -> tuple[ModuleSpec, type]:
     """Import one module (contestant side only) and return what it registered, checked against its source."""
-    before = set(registry.names())
-    _active.append(registry)
-    try:
-        if source.path is not None:
-            _import_file(source)
-        else:
-            _import_entry_point(source)
-    finally:
-        _active.pop()
-    added = [name for name in registry.names() if name not in before]
-    if len(added) != 1:
-        raise RegistrationError(
-            f"{source.where}: expected exactly one @register-ed class, found {len(added)} ({added}). "
-            "Fix: one contribution per file, registered once with @harness.register(...)."
-        )
-    spec = registry.spec(added[0])
+    if source.path is not None:
+        spec, cls = _load_file(source, registry)
+    else:
+        spec, cls = _load_entry_point(source, registry)
     if spec.name != source.name:
         raise RegistrationError(
             f"{source.where}: registered name {spec.name!r} does not match {source.name!r}. "
@@ -227,7 +222,24 @@ def load(source: ModuleSource, registry: Registry = REGISTRY) -> tuple[ModuleSpe
         )
     if source.distribution is not None:
         spec = replace(spec, source=f"dist:{source.distribution}")
-    return spec, registry.cls(spec.name)
+    return spec, cls
+
+
+def _load_file(source: ModuleSource, registry: Registry) -> tuple[ModuleSpec, type]:
+    """An in-tree (or fixture) module file: one file, one registered class."""
+    before = set(registry.names())
+    _active.append(registry)
+    try:
+        _import_file(source)
+    finally:
+        _active.pop()
+    added = [name for name in registry.names() if name not in before]
+    if len(added) != 1:
+        raise RegistrationError(
+            f"{source.where}: expected exactly one @register-ed class, found {len(added)} ({added}). "
+            "Fix: one contribution per file, registered once with @harness.register(...)."
+        )
+    return registry.spec(added[0]), registry.cls(added[0])
 
 
 def _import_file(source: ModuleSource) -> None:
@@ -267,8 +279,63 @@ def _raised_by(exc: BaseException, path: Path) -> bool:
     return bool(files) and Path(files[-1]).resolve() == Path(path).resolve()
 
 
-def _import_entry_point(source: ModuleSource) -> None:
-    matches = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == source.name]
-    if not matches:
+def _load_entry_point(source: ModuleSource, registry: Registry) -> tuple[ModuleSpec, type]:
+    """An outside package's entry point `name = "pkg.mod:Class"`: exactly that class, however many pkg.mod registers.
+
+    The Python module's registrations go to a scratch registry (the first entry point to import it triggers them
+    all); only the class the entry point names is added to `registry`.
+    """
+    installed = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == source.name]
+    if not installed:
         raise RegistrationError(f"{source.where}: entry point {source.name!r} is no longer installed.")
-    matches[0].load()
+    entry = installed[0]
+    _active.append(Registry())
+    try:
+        module = importlib.import_module(entry.module)
+    finally:
+        _active.pop()
+    in_module = [(spec, cls) for spec, cls in _registered if _defined_in(cls, module)]
+    target: object = module
+    for part in entry.attr.split(".") if entry.attr else ():
+        target = getattr(target, part, _MISSING)
+    chosen = [(spec, cls) for spec, cls in in_module if cls is target] if entry.attr else in_module
+    if len(chosen) != 1:
+        raise RegistrationError(_entry_point_mismatch(source, entry, target, in_module))
+    spec, cls = chosen[0]
+    if spec.name not in registry or registry.cls(spec.name) is not cls:
+        registry.add(spec, cls)  # a different class under this name is refused as a duplicate
+    return spec, cls
+
+
+def _defined_in(cls: type, module: ModuleType) -> bool:
+    """Whether the module holds this very class under its name (what an entry point can name; a class object left
+    from an earlier import of a module of that name, now replaced, does not count)."""
+    return vars(module).get(cls.__name__) is cls
+
+
+def _entry_point_mismatch(
+    source: ModuleSource, entry: importlib.metadata.EntryPoint, target: object, in_module: list[tuple[ModuleSpec, type]]
+) -> str:
+    """Why an entry point names no single registered class: what was expected, what its module registers, the fix."""
+    found = ", ".join(f"{cls.__name__} (name {spec.name!r})" for spec, cls in in_module) or "no class"
+    same_name = [cls.__name__ for spec, cls in in_module if spec.name == source.name]
+    fix = f"`{source.name} = {entry.module}:{same_name[0] if same_name else camel_case(source.name)}`"
+    if not entry.attr:
+        return (
+            f"{source.where}: expected `{source.name} = {entry.module}:ClassName` (or a Python module registering "
+            f"exactly one class); found no class named, and {entry.module} registers {found}. Fix: name the class, "
+            f"e.g. {fix}."
+        )
+    if target is _MISSING:
+        problem = f"{entry.module} has no attribute {entry.attr!r}"
+    else:
+        problem = f"{entry.module}.{entry.attr} is not registered"
+    if same_name:
+        todo = f"point the entry point at the class registered as {source.name!r}: {fix}"
+    else:
+        todo = f"register the class with @harness.register(..., name={source.name!r}) and name it: {fix}"
+    return (
+        f"{source.where}: expected class {entry.attr} in {entry.module}, registered with "
+        f"@harness.register(..., name={source.name!r}); found: {problem}, and {entry.module} registers {found}. "
+        f"Fix: {todo}."
+    )

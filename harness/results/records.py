@@ -47,6 +47,11 @@ def json_number(value: float) -> float | str:
     return value if math.isfinite(value) else str(value)
 
 
+def from_json_number(value: float | int | str) -> float:
+    """The inverse of `json_number`."""
+    return float(value)
+
+
 @dataclass
 class CaseResult:
     """The verdict on one case (a unit-gate case in one dtype, an integration task, a timed perf case)."""
@@ -69,6 +74,19 @@ class CaseResult:
             "metrics": {k: json_number(v) for k, v in self.metrics.items()},
             "seconds": round(self.seconds, 4),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaseResult:
+        """A case back from `as_dict` (of a validated document)."""
+        return cls(
+            case=data["case"],
+            dtype=data["dtype"],
+            passed=bool(data["passed"]),
+            failures=list(data["failures"]),
+            sizes={k: int(v) for k, v in data["sizes"].items()},
+            metrics={k: from_json_number(v) for k, v in data["metrics"].items()},
+            seconds=float(data["seconds"]),
+        )
 
 
 @dataclass
@@ -98,6 +116,18 @@ class GateResult:
             "seconds": round(self.seconds, 3),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateResult:
+        """A gate back from `as_dict` (of a validated document)."""
+        return cls(
+            gate=GateName(data["gate"]),
+            verdict=Verdict(data["verdict"]),
+            reason=data["reason"],
+            cases=[CaseResult.from_dict(c) for c in data["cases"]],
+            seconds=float(data["seconds"]),
+            summary={k: from_json_number(v) for k, v in data["summary"].items()},
+        )
+
 
 @dataclass
 class ModuleResult:
@@ -113,6 +143,9 @@ class ModuleResult:
     reason: str = ""
     gates: list[GateResult] = field(default_factory=list)
     seconds: float = 0.0
+    # Set when the verdict was reused from an earlier run with the same module file, harness, torch, device and
+    # settings (harness/judge/reuse.py): when that run started ("date"), its commit and seed, and the cache key.
+    reused: dict[str, str] | None = None
 
     def gate(self, name: GateName) -> GateResult | None:
         return next((g for g in self.gates if g.gate == name), None)
@@ -129,7 +162,25 @@ class ModuleResult:
             "reason": self.reason,
             "gates": [g.as_dict() for g in self.gates],
             "seconds": round(self.seconds, 3),
+            **({} if self.reused is None else {"reused": dict(self.reused)}),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModuleResult:
+        """A module back from `as_dict` (of a validated document)."""
+        return cls(
+            name=data["name"],
+            source=data["source"],
+            kind=data["kind"],
+            variants=list(data["variants"]),
+            exact=data["exact"],
+            bound=None if data["bound"] is None else {k: float(v) for k, v in data["bound"].items()},
+            verdict=Verdict(data["verdict"]),
+            reason=data["reason"],
+            gates=[GateResult.from_dict(g) for g in data["gates"]],
+            seconds=float(data["seconds"]),
+            reused=None if data.get("reused") is None else dict(data["reused"]),
+        )
 
 
 def overall(gates: list[GateResult]) -> tuple[Verdict, str]:

@@ -120,6 +120,12 @@ def read_document(path: Path) -> tuple[dict[str, Any], str]:
             "partly written file?). Fix: ingest a complete results.json."
         ) from None
     _validate(path, document)
+    limited = document["config"].get("cases")
+    if limited:
+        raise DocumentRejected(
+            f"{path}: $.config.cases: the run was limited to some cases ({', '.join(limited['cases'])}) to "
+            "reproduce a failure; its verdicts are not the modules' verdicts. Fix: ingest a run without --case."
+        )
     return document, hashlib.sha256(raw).hexdigest()
 
 

@@ -54,7 +54,9 @@ TRICKS = [
     ("rms_norm_slow_warmup", TAMPERED, "x longer while the judge sized the blocks"),
     # work elsewhere: another thread (/proc), another process (the contestant's process tree)
     ("rms_norm_busy_thread", TAMPERED, "of CPU during a timed block"),
-    ("silu_fills_later", TAMPERED, "of CPU during a timed block"),
+    # the filler thread's CPU in a timed block; on a busy machine the queue it leaves behind may first slow the calls
+    # that size the blocks past the calibration limit: caught there, one check earlier
+    ("silu_fills_later", TAMPERED, ("of CPU during a timed block", "longer while the judge sized the blocks")),
     ("rms_norm_child_process", TAMPERED, "the contestant started processes"),
     ("rms_norm_process_pool", TAMPERED, "the contestant started processes"),
     # answers remembered from an earlier call on the same input buffer: the salted inputs and the output checks
@@ -75,13 +77,13 @@ def timed() -> Iterator[dict[str, ModuleResult]]:
 
 @pytest.mark.parametrize(("name", "verdict", "reason"), TRICKS, ids=[name for name, _, _ in TRICKS])
 def test_timing_trick_gets_its_verdict_and_is_named(
-    timed: dict[str, ModuleResult], name: str, verdict: str, reason: str
+    timed: dict[str, ModuleResult], name: str, verdict: str, reason: str | tuple[str, ...]
 ) -> None:
     result = timed[name]
     (gate,) = result.gates
     assert (gate.verdict, result.verdict) == (verdict, verdict), reasons(result)
     if verdict == TAMPERED:
-        assert reason in gate.reason, gate.reason
+        assert any(r in gate.reason for r in ((reason,) if isinstance(reason, str) else reason)), gate.reason
         assert not gate.summary  # no speed figure from a tampered measurement
     else:
-        assert reason in reasons(result), reasons(result)
+        assert isinstance(reason, str) and reason in reasons(result), reasons(result)

@@ -8,6 +8,7 @@ quantize the judge's trained reference model (quantized.py); mixed-precision pol
 
 from __future__ import annotations
 
+import threading
 from typing import ClassVar
 
 from harness.core.contract import ModuleSource, ModuleSpec
@@ -19,9 +20,10 @@ from harness.gates.integration.quantized import (
     reference_layers,
     score_quantization,
 )
-from harness.gates.integration.references import References, slot_variants
-from harness.gates.integration.scoring import raised_case, request, score_task
+from harness.gates.integration.references import BASE, References, Variants, measure_spread, slot_variants
+from harness.gates.integration.scoring import case_id, raised_case, request, score_task
 from harness.integration.policy import MixedPrecisionPolicy
+from harness.integration.runs import TaskSetup
 from harness.perf.timer import seconds
 from harness.protocol.errors import CandidateRaised
 from harness.results.records import QUANTIZED_CASE, GateName, GateResult, Verdict
@@ -48,13 +50,19 @@ class IntegrationGate(Gate):
 
     def run(self, job: GateJob, gate: GateResult) -> tuple[Verdict, str]:
         assert job.channel is not None
-        spec, channel = job.spec, job.channel
+        spec, channel, selection = job.spec, job.channel, self.config.cases
         if spec.kind == "quantization":
+            if not selection.wants(QUANTIZED_CASE):
+                return selection.none_of(self.name, spec.variants)
             self._quantized(channel, module_plan(spec, self.references), gate)
             return conclude(gate)
         variants = slot_variants(spec)
         assert variants is not None  # skip_reason said so
-        for setup in self.references.setups:
+        setups = [s for s in self.references.setups if selection.wants(case_id(s))]
+        if not setups:
+            return selection.none_of(self.name, spec.variants)
+        self._prepare_references(setups, variants)
+        for setup in setups:
             gate.reason = f"while training on {setup.task}"
             start = seconds()
             try:
@@ -65,6 +73,24 @@ class IntegrationGate(Gate):
             case.seconds = seconds() - start  # judge's clock: includes references it may train first
             gate.cases.append(case)
         return conclude(gate)
+
+    def _prepare_references(self, setups: list[TaskSetup], variants: Variants) -> None:
+        """Start what scoring `variants` on `setups` needs from the judge (the reference runs and the seed-to-seed
+        spread), one thread per task, so that the judge trains while the contestant trains the candidate: on a
+        cold machine the judge has several reference runs per task to the candidate's one. Scoring waits for
+        whatever is not finished yet (References locks each run); an error here is left to scoring to meet again
+        and report."""
+
+        def prepare(setup: TaskSetup) -> None:
+            try:
+                self.references.run(setup, variants)
+                self.references.run(setup, BASE)
+                measure_spread(self.references, setup, variants)
+            except Exception:  # scoring repeats the call and reports the error with the module
+                return
+
+        for setup in setups:
+            threading.Thread(target=prepare, args=(setup,), name=f"references-{setup.task}", daemon=True).start()
 
     def _quantized(self, channel: Channel, plan: LayerPlan, gate: GateResult) -> None:
         """Quantize the judge's trained reference model by `plan` in the contestant and score the result."""

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pickle
 import statistics
 import threading
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,11 +24,15 @@ from harness.core.contract import ModuleSpec
 from harness.core.seeding import case_seed
 from harness.core.version import __version__
 from harness.integration.model import Transformer
-from harness.integration.runs import RunOutput, TaskSetup, init_pass, make_task, run_setup
+from harness.integration.runs import RunOutput, TaskSetup, Trained, init_pass, make_task, run_setup, train_reference
 from harness.integration.setups import DEFAULT_SETUPS, SLIDING_WINDOW, SPREAD_SEEDS, TRAIN_SEED
 from harness.integration.slots import ACTIVATION_VARIANTS, MODEL_ATTENTION_VARIANTS, NORM_VARIANTS, reference_slots
 from harness.integration.tasks import batches
 from harness.integration.train import lm_loss, recall_accuracy
+
+# What a reference run depends on besides its set-up: the kinds' contracts (the reference implementations in the
+# model's slots) and the integration model, its tasks and its training. A change to any of them retrains.
+CONTRACT_SOURCES = ("kinds", "integration", "core")
 
 Variants = tuple[str, str, str]  # (attention, norm, activation) variants the model's slots are used as
 BASE: Variants = ("causal", "rms_norm", "swiglu")
@@ -113,14 +120,50 @@ class References:
             return self._oracles[key]
 
     def run(self, setup: TaskSetup, variants: Variants, seed: int = TRAIN_SEED) -> RunOutput:
-        """Trained once per key; a module judged in parallel that needs the same run waits for it."""
+        """Evaluated once per key and run; a module judged in parallel that needs the same run waits for it. The
+        training itself does not depend on the run's secret seed: it is done once per machine and cached
+        (`trained_reference`), and every run evaluates the trained weights on its own secret batches."""
         key = (setup.task, variants, seed)
         ev = self.eval(setup)
         with self._lock(key):
             if key not in self._runs:
                 slots = model_slots(variants)
-                self._runs[key] = run_setup(setup_for(setup, variants), slots, seed, ev.init_batch, ev.inputs)
+                full = setup_for(setup, variants)
+                trained = trained_reference(full, variants, seed)
+                self._runs[key] = run_setup(full, slots, seed, ev.init_batch, ev.inputs, trained)
             return self._runs[key]
+
+
+def reference_path(setup: TaskSetup, variants: Variants, seed: int) -> Path:
+    """Where the trained reference of (set-up, configuration, seed) is cached on this machine."""
+    task = make_task(setup.task)
+    parts = [
+        json.dumps(setup.as_dict(), sort_keys=True),
+        "/".join(variants),
+        str(seed),
+        torch.__version__,
+        getattr(task, "sha256", ""),
+        paths.sources_digest(*CONTRACT_SOURCES),
+    ]
+    key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+    return paths.CACHE_DIR / f"reference-{setup.task}-{'-'.join(variants)}-{seed}-{key}.pt"
+
+
+def trained_reference(setup: TaskSetup, variants: Variants, seed: int) -> Trained:
+    """The reference configuration trained from `seed`: from the machine's cache, or trained now and cached. Read
+    with torch.load(weights_only=True): tensors and plain numbers only, never code."""
+    path = reference_path(setup, variants, seed)
+    try:
+        data = torch.load(path, weights_only=True)
+        return Trained(dict(data["state"]), [float(x) for x in data["losses"]])
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError, pickle.UnpicklingError):
+        pass  # not cached yet, or unreadable: train
+    trained = train_reference(setup, model_slots(variants), seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    torch.save({"state": trained.state, "losses": trained.losses}, tmp)
+    os.replace(tmp, path)
+    return trained
 
 
 @dataclass(frozen=True)
@@ -146,6 +189,7 @@ def spread_key(setup: TaskSetup, variants: Variants) -> str:
         torch.__version__,
         __version__,
         getattr(task, "sha256", ""),
+        paths.sources_digest(*CONTRACT_SOURCES),
     ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 

@@ -208,10 +208,15 @@ def _init_failures(ref: RunOutput, got: Trained, wide: tuple[torch.Tensor, dict[
     return failures
 
 
+def case_id(setup: TaskSetup) -> str:
+    """The id results.json records for a task's case (and `harness check --case` selects)."""
+    return f"integration/{setup.task}"
+
+
 def task_case(setup: TaskSetup, passed: bool, failures: list[str], metrics: dict[str, float]) -> CaseResult:
     """One task's verdict in the same record shape as a unit-gate case."""
     seconds = float(metrics.get("seconds", 0.0))
-    return CaseResult(f"integration/{setup.task}", "float32", passed, failures, metrics=metrics, seconds=seconds)
+    return CaseResult(case_id(setup), "float32", passed, failures, metrics=metrics, seconds=seconds)
 
 
 def raised_case(setup: TaskSetup, message: str) -> CaseResult:

@@ -1,9 +1,10 @@
 """The measurement loop: candidate and baseline interleaved call by call in one contestant, block by block.
 
 Why in one process: on a shared machine every process carries its own speed offset (up to 2x between
-processes here, ../shared/MEASUREMENT.md); interleaving candidate and baseline in one process cancels it,
+processes here, docs/measurement.md); interleaving candidate and baseline in one process cancels it,
 and identical code then measures within about 1%. Each block gives the median log ratio of its rounds, and
-blocks continue until the interval is narrow enough or the budget is spent (perf/stats.py).
+blocks continue until the interval lies wholly in one decision band (stats.settled), is narrow enough, or the
+budget is spent (perf/stats.py).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Measurement:
     blocks: int = 0
     peak: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)  # wrong outputs, impossible times
+    settled: str | None = None  # the outcome the interval settled on when that stopped the measurement early
     seconds: float = 0.0
 
     @property
@@ -105,7 +107,8 @@ def measure(plan: TimingPlan, watch: Watch, channel: Channel, mode: Mode) -> Mea
         if m.blocks >= settings.min_blocks:
             m.ratio = stats.ratio_interval(values)
             narrow = m.ratio.half_width <= settings.target_half_width
-            if narrow or m.blocks >= settings.max_blocks or seconds() > deadline:
+            m.settled = stats.settled(m.ratio, settings.threshold)
+            if narrow or m.settled or m.blocks >= settings.max_blocks or seconds() > deadline:
                 break
     watch.calibration(m.label, warm.ns, m.times)
     m.peak = dict(channel.send(PerfMemory()).peak_bytes)

@@ -24,6 +24,7 @@ def record(plan: TimingPlan, roofline: Roofline, m: Measurement, clean: dict[str
         "baseline_ns": base,
         "blocks": float(m.blocks),
         "rounds_per_block": float(m.rounds),
+        "settled_early": float(m.settled is not None),  # 1: stopped once the interval lay in one decision band
     }
     if m.ratio is not None:
         metrics.update({"ratio": m.ratio.estimate, "ratio_low": m.ratio.low, "ratio_high": m.ratio.high})
@@ -38,6 +39,11 @@ def record(plan: TimingPlan, roofline: Roofline, m: Measurement, clean: dict[str
     if not m.mode.backward and not math.isnan(cand):
         failures += _roofline(plan, roofline, m, cand, metrics)
     return CaseResult(m.label, "float32", not failures, failures, dict(m.mode.case.sizes), metrics, m.seconds)
+
+
+def beyond_roofline(case: CaseResult) -> bool:
+    """The case's time beat the machine's bound by more than the margin (so it fails unless the bound was low)."""
+    return case.metrics.get("roofline_pct", 0.0) > 100.0 * MARGIN
 
 
 def _roofline(

@@ -53,13 +53,17 @@ class UnitGate(Gate):
 
     def run(self, job: GateJob, gate: GateResult) -> tuple[Verdict, str]:
         assert job.channel is not None
-        kind = KINDS[job.spec.kind]
+        kind, selection = KINDS[job.spec.kind], self.config.cases
         for variant in job.spec.variants:
             for case in kind.battery(variant):
                 for dtype in kind.dtypes(variant):
+                    if not selection.wants_unit(case.id, dtype_name(dtype)):
+                        continue
                     gate.reason = f"while running case {case.id} in {dtype_name(dtype)}"
                     ctx = CaseContext(kind, job.spec, case, dtype, job.channel.send, self.references)
                     gate.cases.append(check_case(ctx))
+        if not gate.cases and selection.limited:
+            return selection.none_of(self.name, job.spec.variants)
         return conclude(gate)
 
 
