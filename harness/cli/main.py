@@ -414,7 +414,8 @@ def _gate_runs(options: RunOptions, sources: list[ModuleSource]) -> int:
 
 def _headline(sources: list[ModuleSource], options: RunOptions, isolation: list[str]) -> str:
     modules = f"{len(sources)} module{'' if len(sources) == 1 else 's'}"
-    policies = f" and {len(options.policies)} policies" if options.policies else ""
+    count = len(options.policies)
+    policies = f" and {count} polic{'y' if count == 1 else 'ies'}" if options.policies else ""
     gates, where = ", ".join(options.gates), options.limits.device
     return (
         f"judging {modules}{policies} through {gates} on {where}, {options.jobs} at a time "
