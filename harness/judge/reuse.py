@@ -36,6 +36,7 @@ from harness.integration.policy import MixedPrecisionPolicy
 from harness.judge.integrity import PACKAGE, Integrity
 from harness.judge.sandbox import Limits
 from harness.results.document import write_atomic
+from harness.results.fingerprint import cpu_model
 from harness.results.records import GateName, ModuleResult, Verdict
 
 FORMAT = 1  # of a stored entry and its key; a change here invalidates every entry
@@ -113,18 +114,8 @@ def _environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _limits(limits: Limits) -> dict[str, Any]:
