@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,14 +29,26 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HARNESS_VERDICTS", "off")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Test workers (pytest-xdist, `--dist loadgroup`) take whole files, so a file's module-scoped fixtures run once;
-    the adversarial corpus's files share one whole-corpus run and go to one worker together."""
-    corpus = REPO / "tests" / "adversarial"
-    for item in items:
-        path = Path(str(item.path))
-        group = "adversarial-corpus" if corpus in path.parents else path.relative_to(REPO).as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
+def work_unit(nodeid: str) -> str:
+    """The share of the tests one pytest-xdist worker takes at once: a whole file, so a file's module-scoped fixtures
+    (whole `harness run`s) run once; the adversarial corpus's files together, as they share one corpus run."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/adversarial" if path.startswith("tests/adversarial/") else path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` (pyproject's addopts) hands out `work_unit`s. Built here rather than from xdist_group marks:
+    xdist 3.8 writes a mark's group into `item._nodeid`, which pytest 9.2 no longer reads, so every test became a
+    unit of its own and both workers ran each file's fixtures."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WholeFiles(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WholeFiles(config, log)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, work_unit
 
 ROOT_PACKAGE = "harness"
 
@@ -393,3 +393,15 @@ def test_architecture_doc_names_only_existing_paths() -> None:
     assert len(paths) >= 10, f"{DOC.relative_to(REPO)} names only {len(paths)} repository paths"
     missing = sorted({p for p in paths if not (REPO / p).exists()})
     assert not missing, f"{DOC.relative_to(REPO)} names paths that do not exist: {missing}"
+
+
+def test_a_test_worker_takes_whole_files() -> None:
+    """pytest-xdist hands each worker whole files (tests/conftest.py), the adversarial corpus's files as one, so a
+    file's module-scoped fixtures (whole `harness run`s) run once, not once per worker."""
+    assert work_unit("tests/test_cli.py::test_unknown_gate_is_a_usage_error") == "tests/test_cli.py"
+    assert work_unit("tests/test_cli.py::test_x[a::b@c]") == "tests/test_cli.py"
+    corpus = [
+        "tests/adversarial/test_timing.py::test_trick[rms_norm_memoized]",
+        "tests/adversarial/test_isolation.py::t",
+    ]
+    assert {work_unit(nodeid) for nodeid in corpus} == {"tests/adversarial"}

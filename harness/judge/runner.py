@@ -28,7 +28,7 @@ from harness.integration.setups import DEFAULT_SETUPS
 from harness.judge.integrity import Guard
 from harness.judge.isolation import module_roots, protect_judge
 from harness.judge.reuse import Reuse, Settings, VerdictCache, harness_digest
-from harness.judge.sandbox import Limits
+from harness.judge.sandbox import Limits, Spares
 from harness.judge.session import LoadFailed, open_session
 from harness.perf.config import PerfSettings
 from harness.perf.timer import kept_off, seconds, timing_core
@@ -78,12 +78,13 @@ class Run:
         config = options.config()
         self.gates: list[Gate] = [GATES[GateName(name)](config) for name in options.gates]
         self.guard = Guard()
+        self.spares = Spares(options.limits)  # contestants started ahead; closed when the run ends
 
     @contextlib.contextmanager
     def open_contestant(self, label: str) -> Iterator[Channel]:
         """A fresh contestant; when it is gone, the judge's files are checked (HarnessTampered on a change)."""
         try:
-            with open_session(self.options.limits, label) as channel:
+            with open_session(self.options.limits, label, self.spares) as channel:
                 yield channel
         finally:
             self.guard.verify(label)
@@ -301,6 +302,7 @@ def judge_all(
                     report(judge_exclusive(source, result, run))
     finally:
         torch.set_num_threads(threads)
+        run.spares.close()
     order = {name: i for i, name in enumerate([s.name for s in sources] + [p.name for p in options.policies])}
     results = sorted(early + list(reused.values()) + judged, key=lambda r: order.get(r.name, 0))
     if run.stopped:

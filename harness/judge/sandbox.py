@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,6 @@ from typing import Any
 from harness.judge.isolation import FILE_SIZE_MB, Isolation, decide
 from harness.protocol.errors import ContestantDied
 from harness.protocol.frames import HEADER, MAX_FRAME, ProtocolError, decode, encode
-from harness.protocol.messages import Exit
 from harness.results.records import Verdict
 
 SCAN_INTERVAL_S = 0.05  # the process-tree memory scan runs at most this often while a frame is in transit
@@ -206,6 +206,28 @@ class Contestant:
         os.set_blocking(self._send_fd, False)
         self._members = {self.proc.pid}
 
+    def claim(self, label: str) -> None:
+        """Hand a contestant started ahead (`Spares`) to a gate: its deadline starts now, and it runs on the cores
+        the caller runs on now (a spare started while the judge was kept off the timing core inherited that)."""
+        self.label = label
+        self.deadline = time.monotonic() + self.limits.timeout_s
+        if self.proc is None or not hasattr(os, "sched_setaffinity"):
+            return
+        cores = os.sched_getaffinity(0)
+        try:
+            tasks = [int(tid) for tid in os.listdir(f"/proc/{self.proc.pid}/task")]
+        except OSError:
+            tasks = [self.proc.pid]
+        for tid in tasks:
+            try:
+                os.sched_setaffinity(tid, cores)
+            except OSError:
+                pass  # the thread is gone, or it is another user's: it pins itself where it matters (timing)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     # -- requests ---------------------------------------------------------------------------------
 
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -352,19 +374,13 @@ class Contestant:
                 pass
 
     def close(self) -> None:
-        """Ask the child to exit, then make sure nothing of it is left."""
+        """Kill the child's tree and make sure nothing of it is left.
+
+        No request to exit first: the judge needs nothing more from it, and an interpreter with torch loaded takes
+        about half a second to shut down (a third of a contestant's start), once per gate and module.
+        """
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            try:
-                os.set_blocking(self._send_fd, True)
-                os.write(self._send_fd, encode(Exit().to_frame()))
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill()
         for fd in (self._send_fd, self._recv_fd):
             try:
@@ -374,3 +390,83 @@ class Contestant:
         self._home.cleanup()
         self._log.close()
         self.proc = None
+
+
+class Spares:
+    """One contestant kept started ahead of need, for one run's limits.
+
+    A contestant spends about 1.5 s starting its interpreter and importing torch before it can answer. The run
+    asks for a fresh one per gate and module; handing out one started earlier, and starting the next while the
+    gate works, hides that wait wherever a core is idle (the performance gate runs alone, with the judge's cores
+    mostly waiting). A spare is exactly a fresh contestant: same command, limits and confinement, nothing loaded
+    and no request answered before it is claimed. `close` kills the one left over.
+
+    Spares are started by one thread that lives as long as this object: a contestant's parent-death signal
+    follows the thread that started it, so a spare started by a gate's short-lived thread would die with it.
+    Each starts on the cores its requester ran on (off the timing core while a performance gate measures).
+    """
+
+    def __init__(self, limits: Limits, enabled: bool = True) -> None:
+        self.limits = limits
+        self.enabled = enabled
+        self._lock = threading.Lock()
+        self._spare: Future[Contestant] | None = None
+        self._starter: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    def take(self, label: str) -> Contestant:
+        """A started contestant for `label` (the spare when there is a live one, else a new one), and the next
+        spare started."""
+        with self._lock:
+            pending, self._spare = self._spare, None
+        spare = _result(pending)
+        if spare is not None and not spare.alive:
+            spare.close()
+            spare = None
+        if spare is None:
+            spare = Contestant(self.limits, label)
+            spare.start()
+        spare.claim(label)
+        if self.enabled:
+            self._refill(_cores())
+        return spare
+
+    def _refill(self, cores: set[int] | None) -> None:
+        with self._lock:
+            if self._closed or self._spare is not None:
+                return
+            if self._starter is None:
+                self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-spares")
+            self._spare = self._starter.submit(self._start, cores)
+
+    def _start(self, cores: set[int] | None) -> Contestant:
+        if cores is not None:
+            os.sched_setaffinity(0, cores)  # this thread's cores, which the child inherits from its first instant
+        ahead = Contestant(self.limits, "spare")
+        ahead.start()
+        return ahead
+
+    def close(self) -> None:
+        """Kill the spare, if any; no more are started."""
+        with self._lock:
+            pending, self._spare, self._closed = self._spare, None, True
+            starter, self._starter = self._starter, None
+        spare = _result(pending)
+        if spare is not None:
+            spare.close()
+        if starter is not None:
+            starter.shutdown(wait=True)
+
+
+def _result(pending: Future[Contestant] | None) -> Contestant | None:
+    """The started spare, or None when there is none or it could not be started."""
+    if pending is None:
+        return None
+    try:
+        return pending.result()
+    except OSError:
+        return None
+
+
+def _cores() -> set[int] | None:
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None

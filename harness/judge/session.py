@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import TypeVar, cast
 
 from harness.core.contract import ModuleSource, ModuleSpec
-from harness.judge.sandbox import Contestant, Limits
+from harness.judge.sandbox import Contestant, Limits, Spares
 from harness.protocol.codec import Message
 from harness.protocol.errors import CandidateRaised, ContestantDied
 from harness.protocol.frames import ProtocolError
@@ -83,7 +83,15 @@ def _origin(traceback_text: str) -> str:
 
 
 @contextmanager
-def open_session(limits: Limits, label: str) -> Iterator[Session]:
-    """A fresh contestant process as a Session; its whole process tree is killed on exit."""
-    with Contestant(limits, label) as contestant:
+def open_session(limits: Limits, label: str, spares: Spares | None = None) -> Iterator[Session]:
+    """A fresh contestant process as a Session (started ahead by `spares` when given); its whole process tree is
+    killed on exit."""
+    if spares is None or spares.limits != limits:
+        with Contestant(limits, label) as contestant:
+            yield Session(contestant)
+        return
+    contestant = spares.take(label)
+    try:
         yield Session(contestant)
+    finally:
+        contestant.close()

@@ -87,13 +87,14 @@ def _visible(q: torch.Tensor, k: torch.Tensor, args: CallArgs) -> torch.Tensor:
     return visible
 
 
-def condition_scales(args: CallArgs, grad_out: torch.Tensor) -> dict[str, float]:
+def condition_scales(args: CallArgs, grad_out: torch.Tensor, accumulated: float = 1.0) -> dict[str, float]:
     """Per tensor, the largest sum of |terms| behind one element (float64), and the largest visible |score|.
 
     Rounding error of a sum scales with the sum of its terms' magnitudes, not with its value. Where terms
     cancel, the value understates it: a query with one visible key has P one-hot and dS = P (dP - rowsum(P dP))
     exactly zero, so dq (and dk of the other keys) is zero in the oracle and the reference, while a kernel that
-    forms the rowsum as dO.O (FlashAttention's backward) leaves rounding noise of size eps * |dO||v||k|.
+    forms the rowsum as dO.O (FlashAttention's backward) leaves rounding noise of size eps * |dO||v||k|, with
+    |dO||v| the sum of |dO_d v_d|, not |dO.v| (which can itself cancel: seen on sdpa's kernel, fp32, one key).
     """
     q, k, v = (args[name].detach().double() for name in ("q", "k", "v"))
     d_out = grad_out.double()
@@ -104,8 +105,14 @@ def condition_scales(args: CallArgs, grad_out: torch.Tensor) -> dict[str, float]
     scores = q @ k.transpose(-2, -1) * scale
     visible = _visible(q, k, args)
     p = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)
+    # dP = dO V^T is itself a sum that can cancel (dO nearly orthogonal to v): kernels accumulate it in float32,
+    # with rounding of float32 eps times |dO| |V|^T, then round the result to the dtype. In units of the dtype's eps
+    # (`accumulated` = float32 eps / dtype eps) that is |dP| + accumulated |dO| |V|^T per pair.
     dp = d_out @ v.transpose(-2, -1)
-    terms = p * (dp.abs() + (p * dp).sum(-1, keepdim=True).abs())  # |P_ij| (|dP_ij| + |D_i|) before cancelling
+    dp_sum = d_out.abs() @ v.abs().transpose(-2, -1)  # sum of |terms| of each dP_ij
+    dp_scale = dp.abs() + accumulated * dp_sum
+    d_scale = (p * dp).sum(-1, keepdim=True).abs() + accumulated * (p * dp_sum).sum(-1, keepdim=True)  # D_i
+    terms = p * (dp_scale + d_scale)  # |P_ij| (|dP_ij| + |D_i|) before cancelling, with their rounding
 
     def per_kv_head(t: torch.Tensor) -> torch.Tensor:  # gradients of shared kv heads sum over their group
         return t.reshape(b, -1, groups, *t.shape[2:]).sum(2)
@@ -346,8 +353,9 @@ class AttentionKind(Kind):
         these scales, so the default floor_eps (4) holds with a 2x margin, while a module computing an fp32
         request in bf16 (~65000 fp32 eps) still fails, as do wrong scales and masks.
         """
-        scales = condition_scales(inputs, grad_out)
-        widen = 1.0 + scales.pop("logits") * torch.finfo(torch.float32).eps / torch.finfo(dtype).eps
+        accumulated = min(1.0, torch.finfo(torch.float32).eps / torch.finfo(dtype).eps)
+        scales = condition_scales(inputs, grad_out, accumulated)
+        widen = 1.0 + scales.pop("logits") * accumulated
         return {name: value * widen for name, value in scales.items()}
 
     def grad_inputs(self, variant: str) -> tuple[str, ...]:

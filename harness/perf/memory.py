@@ -27,6 +27,10 @@ class _StorageTracker(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self._refs: dict[int, int] = {}  # storage data_ptr -> tensors alive that use it
         self._sizes: dict[int, int] = {}
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # no dynamo wrapper, so no torch._dynamo import (1.4 s) in the contestant: see integrity.py
+
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
         for tensor in tree_flatten(out)[0]:

@@ -22,13 +22,11 @@ from harness.protocol.messages import PerfBaseline, PerfCase, Salt
 Pools = dict[str, list[CallArgs]]  # pool name -> input sets
 
 
-def make_pool(spec_kind: str, case: Case, seed: int, label: str, size: int) -> list[CallArgs]:
-    """`size` input sets for `case`, each from its own seed derived from the run's seed and `label`."""
-    kind = KINDS[spec_kind]
-    return [
-        kind.make_inputs(case, DTYPE, generator(case_seed(seed, case.id, DTYPE, f"perf/{label}/{i}")))
-        for i in range(size)
-    ]
+def pool_entry(spec_kind: str, case: Case, seed: int, label: str, index: int) -> CallArgs:
+    """Input set `index` of pool `label` for `case`, from its own seed derived from the run's seed."""
+    return KINDS[spec_kind].make_inputs(
+        case, DTYPE, generator(case_seed(seed, case.id, DTYPE, f"perf/{label}/{index}"))
+    )
 
 
 def entry_bytes(args: CallArgs) -> int:
@@ -66,9 +64,19 @@ class TimingPlan:
         self.rng = random.Random(case_seed(seed, f"perf/{spec.name}", DTYPE))  # orders, samples and salts
         self.modes = [Mode(case, backward) for case in self.kind.perf_cases(self.variant) for backward in (False, True)]
         self.grad_names = tuple(self.kind.grad_inputs(self.variant))
+        # Input sets of the case being timed, by (label, index): its forward and forward+backward modes and the
+        # clean worker time the same pools, which take a good part of a large case's time to draw.
+        self._drawn: tuple[str, dict[tuple[str, int], CallArgs]] = ("", {})
 
     def pool(self, case: Case, label: str, size: int) -> list[CallArgs]:
-        return make_pool(self.spec.kind, case, self.seed, label, size)
+        """`size` input sets for `case` under `label` (each drawn once per case; callers never change them)."""
+        if self._drawn[0] != case.id:
+            self._drawn = (case.id, {})
+        drawn = self._drawn[1]
+        for i in range(size):
+            if (label, i) not in drawn:
+                drawn[(label, i)] = pool_entry(self.spec.kind, case, self.seed, label, i)
+        return [drawn[(label, i)] for i in range(size)]
 
     def baseline_request(self, base: ModuleSource | None, core: int) -> PerfBaseline:
         """Import the baseline (the kind's reference, or `base`) before any candidate, on the timing core."""
@@ -80,7 +88,7 @@ class TimingPlan:
     def pools(self, case: Case, names: tuple[str, ...], size: int | None = None) -> Pools:
         """Input pools by name; sized to about `pool_bytes` per pool unless `size` is given."""
         if size is None:
-            one = entry_bytes(self.pool(case, "size", 1)[0])
+            one = entry_bytes(self.pool(case, f"pool {names[0]}", 1)[0])
             size = min(POOL_ENTRIES[1], max(POOL_ENTRIES[0], self.settings.pool_bytes // max(1, one)))
         return {name: self.pool(case, f"pool {name}", size) for name in names}
 

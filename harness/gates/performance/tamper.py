@@ -17,6 +17,7 @@ from itertools import pairwise
 import torch
 
 from harness.core.compare import compare_tensor
+from harness.core.tolerance import TolerancePolicy
 from harness.gates.base import Channel
 from harness.gates.performance.inputs import BlockInputs, Mode, Pools, TimingPlan
 from harness.gates.performance.settings import (
@@ -32,6 +33,25 @@ from harness.kinds.base import CallArgs, Case
 from harness.perf.pools import salted_entry
 from harness.perf.timer import now_ns
 from harness.protocol.messages import BlockTimes, PerfBlock, PerfFresh, PerfIntegrity, PerfOutputs, Salt
+
+
+def plainly_right(out: torch.Tensor, reference: torch.Tensor, policy: TolerancePolicy) -> bool:
+    """`out` is within half the policy's eps floor of the same-dtype reference: then it passes the exact tolerance
+    whatever the float64 oracle says, so the oracle (a float64 pass over the whole case, most of a check's time on
+    the large cases) is not computed. Anything else goes through the full comparison.
+
+    Why it passes: error(out) <= |out - reference| + error(reference). With max|oracle| >= max|reference| / 2, the
+    first term is within the floor (floor_eps eps max|oracle|); otherwise error(reference) > max|reference| / 2,
+    and (multiplier - 1) times it covers the first term, for any multiplier of at least 2.
+    """
+    if out.dtype != reference.dtype or policy.multiplier < 2 or not bool(torch.isfinite(reference).all()):
+        return False
+    if torch.equal(out, reference):
+        return True
+    if out.numel() == 0:
+        return False
+    half_floor = policy.floor_eps * torch.finfo(reference.dtype).eps * float(reference.abs().max()) / 2
+    return float((out - reference).abs().max()) <= half_floor  # NaN or inf in `out`: False
 
 
 class Tampered(Exception):
@@ -209,9 +229,11 @@ class Watch:
         reference = plan.kind.reference(plan.variant, args)
         if type(out) is not torch.Tensor or out.shape != reference.shape:
             return f"expected a tensor of shape {tuple(reference.shape)}, found {type(out).__name__}"
+        policy = plan.kind.tolerance_for(case, DTYPE)
+        if plainly_right(out, reference, policy):
+            return None
         wide = {k: v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in args.items()}
         oracle = plan.kind.reference(plan.variant, wide)
-        policy = plan.kind.tolerance_for(case, DTYPE)
         bound = None if side == "baseline" or plan.spec.exact else plan.spec.bound
         comparison = compare_tensor("output", out, reference, oracle, DTYPE, policy, bound)
         return None if comparison.passed else comparison.message

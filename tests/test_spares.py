@@ -1,0 +1,87 @@
+"""Contestants started ahead (harness.judge.sandbox.Spares): each is a fresh contestant, alive when handed out,
+on the caller's cores, and none outlives the run."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from harness.judge.runner import RunOptions, judge_all
+from harness.judge.sandbox import Limits, Spares
+from harness.judge.session import Session
+from harness.protocol.messages import Load
+from harness.registry.sources import module_sources
+from harness.results.document import ResultsDocument
+from harness.results.records import GateName
+from tests.conftest import REPO, worker_processes
+
+LIMITS = Limits(timeout_s=60).with_isolation((REPO / "modules",))
+SILU = next(s for s in module_sources(REPO / "modules", entry_points=False) if s.name == "silu")
+
+
+def loads(contestant: object) -> str:
+    """The name the contestant reports after importing silu: it answers requests."""
+    return Session(contestant).send(Load(source=SILU, instantiate=True)).spec.name  # type: ignore[arg-type]
+
+
+def test_the_next_contestant_is_the_one_started_ahead_and_answers() -> None:
+    spares = Spares(LIMITS)
+    try:
+        first = spares.take("a")
+        assert first.proc is not None and loads(first) == "silu"
+        ahead = spares._spare.result() if spares._spare else None  # started while `first` worked
+        assert ahead is not None and ahead.proc is not None
+        second = spares.take("b")
+        assert second is ahead and second.label == "b" and loads(second) == "silu"
+        first.close()
+        second.close()
+    finally:
+        spares.close()
+    assert ahead.proc is None  # closed
+
+
+def test_a_spare_outlives_the_thread_that_asked_for_it() -> None:
+    """A contestant dies with the thread that started it (its parent-death signal follows that thread): a spare
+    started for a gate's short-lived thread must not."""
+    spares = Spares(LIMITS)
+    try:
+        taken: list[object] = []
+        worker = threading.Thread(target=lambda: taken.append(spares.take("short-lived")))
+        worker.start()
+        worker.join()
+        taken[0].close()  # type: ignore[attr-defined]
+        later = spares.take("later")
+        assert later.alive and loads(later) == "silu", later.tail()
+        later.close()
+    finally:
+        spares.close()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: every contestant runs on it")
+def test_a_spare_runs_on_the_cores_of_whoever_takes_it() -> None:
+    spares = Spares(LIMITS)
+    everything = os.sched_getaffinity(0)
+    one = {min(everything)}
+    try:
+        os.sched_setaffinity(0, one)  # as the judge keeps off the timing core while a performance gate measures
+        try:
+            spares.take("timing").close()
+        finally:
+            os.sched_setaffinity(0, everything)
+        ahead = spares.take("unit")  # started on `one`; a unit gate gets every core the judge has
+        assert ahead.proc is not None and os.sched_getaffinity(ahead.proc.pid) == everything
+        ahead.close()
+    finally:
+        spares.close()
+
+
+def test_no_contestant_outlives_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # contestants' directories, found by worker_processes
+    options = RunOptions(gates=(GateName.UNIT,), limits=Limits(timeout_s=120), seed=1)
+    results = judge_all([SILU], options, ResultsDocument({}, {}, None).add)
+    assert [r.verdict for r in results] == ["pass"]
+    assert worker_processes(tmp_path) == []
