@@ -29,6 +29,7 @@ from harness.judge.base_branch import base_sources
 from harness.judge.runner import RunOptions, judge_all
 from harness.judge.sandbox import Limits
 from harness.kinds import KINDS
+from harness.kinds.attention import AttentionKind
 from harness.kinds.base import CallArgs
 from harness.kinds.norm import NormKind
 from harness.perf.config import PerfSettings
@@ -107,6 +108,17 @@ def test_shipped_module_gets_ratios_roofline_and_memory() -> None:
             "config": {"gates": ["perf"], "timeout_s": 1, "memory_mb": 1, "device": "cpu"},
         }
     )
+
+
+def test_a_module_that_makes_torch_load_dynamo_is_not_tampering(monkeypatch: pytest.MonkeyPatch) -> None:
+    """topk_sparse_attention calls torch.utils.checkpoint, whose first call imports torch._dynamo, which replaces
+    torch.manual_seed: torch's own lazy set-up, done in the timing contestant before the snapshot, not the module's."""
+    original = AttentionKind.perf_cases
+    monkeypatch.setattr(AttentionKind, "perf_cases", lambda self, variant: original(self, variant)[:1])
+    source = {s.name: s for s in module_sources(REPO / "modules", entry_points=False)}["topk_sparse_attention"]
+    assert "checkpoint(" in source.path.read_text()
+    (gate,) = _judge([source])["topk_sparse_attention"].gates
+    assert gate.verdict == "pass", gate.reason
 
 
 def _environment() -> dict[str, object]:
@@ -386,3 +398,39 @@ def test_a_low_cached_roofline_is_measured_again_before_a_time_is_called_impossi
     again = GateResult(gate=GateName.PERF, verdict=Verdict.ERROR)
     again.verdict, again.reason = gate.run(GateJob(SPEC, SOURCE, None, lambda label: nullcontext(fake)), again)
     assert again.verdict is Verdict.FAIL and "faster than this machine can move" in again.reason
+
+
+def _untimed_block(watch: Watch, rounds: int, call_ns: int, extra_ns: list[int]) -> None:
+    """One block as the contestant reports it: every call `call_ns` long, the timer's own 300 ns around each, plus
+    `extra_ns[r]` more left outside the timer around round r's candidate call."""
+    order = [["candidate", "baseline"]] * rounds
+    start = now_ns()
+    stamps, t = [], start + 1000
+    for r in range(rounds):
+        for side in ("candidate", "baseline"):
+            left_out = 300 + (extra_ns[r] if side == "candidate" else 0)
+            stamps += [t, t + call_ns + left_out]
+            t += call_ns + left_out + 100
+    reply = BlockTimes(ns={"candidate": [call_ns] * rounds, "baseline": [call_ns] * rounds}, hooks=[], stamps=stamps)
+    watch._clock(PerfBlock(order=order, pools={}, salt_values={}), reply, start, t + 1000)
+
+
+def test_a_few_preempted_calls_are_not_work_outside_the_timer() -> None:
+    """On a busy machine a 4 ms time slice can land between the timer and the clock reading of a few calls; of three
+    rounds in a block of 8 ms calls, two such calls once made an honest module `tampered`. The check takes the
+    median over the whole measurement."""
+    plan = TimingPlan(SPEC, 5, INJECTED)
+    watch = Watch(plan)
+    for block in range(10):
+        _untimed_block(watch, 3, 8_000_000, [4_000_000, 4_000_000, 0] if block == 4 else [0, 0, 0])
+    watch.untimed_check("perf/forward/large")
+
+
+def test_work_outside_the_timer_on_most_calls_is_tampering() -> None:
+    plan = TimingPlan(SPEC, 5, INJECTED)
+    watch = Watch(plan)
+    for _ in range(10):  # a third of each 8 ms call done after the timer stopped, on two calls in three
+        _untimed_block(watch, 3, 8_000_000, [2_700_000, 2_700_000, 0])
+    with pytest.raises(Tampered, match="part of its work ran outside the timed region"):
+        watch.untimed_check("perf/forward/large")
+    watch.untimed_check("perf/forward+backward/large")  # the next (case, mode) starts afresh

@@ -4,6 +4,8 @@ on the caller's cores, and none outlives the run."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -85,3 +87,28 @@ def test_no_contestant_outlives_a_run(tmp_path: Path, monkeypatch: pytest.Monkey
     results = judge_all([SILU], options, ResultsDocument({}, {}, None).add)
     assert [r.verdict for r in results] == ["pass"]
     assert worker_processes(tmp_path) == []
+
+
+def test_preloaded_spares_answer_and_say_so_on_their_command_line() -> None:
+    spares = Spares(LIMITS)
+    try:
+        spares.take("unit").close()
+        spares.preload = ("torch._dynamo",)  # as the run does before the performance gates
+        spares.take("timing").close()  # its spare was started before the preload was set
+        timing = spares.take("timing")
+        assert timing.proc is not None
+        assert "--preload=torch._dynamo" in Path(f"/proc/{timing.proc.pid}/cmdline").read_bytes().decode()
+        assert loads(timing) == "silu"
+        timing.close()
+    finally:
+        spares.close()
+
+
+def test_a_contestant_imports_nothing_ahead_but_what_the_worker_allows() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.worker", "--in-fd", "0", "--out-fd", "1", "--memory-mb", "512", "--preload=os"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "invalid choice: 'os'" in proc.stderr

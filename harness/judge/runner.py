@@ -297,6 +297,7 @@ def judge_all(
         if run.exclusive:
             # One module at a time with nothing else running: the contestant pinned to the timing core, the
             # judge (this thread) to the others.
+            run.spares.preload = ("torch._dynamo",)  # what every timing contestant loads (harness/worker/perf.py)
             with kept_off(timing_core()):
                 for source, result in zip(fresh, judged, strict=False):
                     report(judge_exclusive(source, result, run))

@@ -143,9 +143,10 @@ def _orphans(table: dict[int, Proc]) -> set[int]:
 class Contestant:
     """One untrusted child process; use as a context manager so the tree is always killed."""
 
-    def __init__(self, limits: Limits, label: str) -> None:
+    def __init__(self, limits: Limits, label: str, preload: tuple[str, ...] = ()) -> None:
         self.limits = limits
         self.label = label
+        self.preload = preload  # torch modules the child imports before it answers (see Spares.preload)
         self.deadline = time.monotonic() + limits.timeout_s
         self._home = tempfile.TemporaryDirectory(prefix="harness-contestant-")
         # The contestant's output goes to an unnamed file outside its directory, read back only through the judge's
@@ -182,6 +183,7 @@ class Contestant:
             self.limits.device,
             "--confine",
             self.limits.confinement(self._home.name),
+            *(f"--preload={name}" for name in self.preload),
         ]
         isolation = self.limits.isolation
         if isolation is not None and isolation.mode != "off" and isolation.user is not None:
@@ -413,6 +415,9 @@ class Spares:
         self._spare: Future[Contestant] | None = None
         self._starter: ThreadPoolExecutor | None = None
         self._closed = False
+        # Modules spares import while they wait, from the next spare on: the performance gate sets torch._dynamo,
+        # which its timing contestant loads before the snapshot anyway (harness/worker/perf.py), about 1.4 s.
+        self.preload: tuple[str, ...] = ()
 
     def take(self, label: str) -> Contestant:
         """A started contestant for `label` (the spare when there is a live one, else a new one), and the next
@@ -442,7 +447,7 @@ class Spares:
     def _start(self, cores: set[int] | None) -> Contestant:
         if cores is not None:
             os.sched_setaffinity(0, cores)  # this thread's cores, which the child inherits from its first instant
-        ahead = Contestant(self.limits, "spare")
+        ahead = Contestant(self.limits, "spare", self.preload)
         ahead.start()
         return ahead
 

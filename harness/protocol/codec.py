@@ -19,7 +19,7 @@ import torch
 
 from harness.protocol.frames import ProtocolError
 
-PROTOCOL_VERSION = 2  # bumped whenever a message's fields change; both sides come from the same harness
+PROTOCOL_VERSION = 3  # bumped whenever a message's fields change; both sides come from the same harness
 
 
 @dataclasses.dataclass(frozen=True)

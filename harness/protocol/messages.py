@@ -217,6 +217,9 @@ class PerfBaseline(Request[BaselineReady]):
     baseline: ModuleSource | None  # None: the kind's reference
     probe: dict[str, Any]  # one call's arguments for the fingerprinting run
     grad_names: tuple[str, ...]
+    # The judge will check this contestant's snapshot after importing a candidate into it (the timing contestant;
+    # not the clean worker): torch subsystems a candidate may reach lazily are loaded before the snapshot.
+    watched: bool = True
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,13 @@ a private pipe; the module's own prints go to a log the judge reads only for err
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import resource
 import sys
 from typing import BinaryIO
+
+PRELOADS = ("torch._dynamo",)  # the only modules the judge may ask a contestant to import ahead
 
 
 def _die_with_judge() -> None:
@@ -74,6 +77,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--confine", default=None, help="the Confinement the judge decided, as JSON")
+    parser.add_argument(
+        "--preload", action="append", default=[], choices=PRELOADS, help="a torch module to import before answering"
+    )
     args = parser.parse_args()
     if args.device == "cpu":
         # CUDA contexts reserve far more address space than they use, so the cap applies on CPU only;
@@ -84,6 +90,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    for name in args.preload:  # trusted torch code, before anything untrusted is imported
+        importlib.import_module(name)
     inbox = os.fdopen(args.in_fd, "rb")
     outbox = os.fdopen(args.out_fd, "wb")
     serve(inbox, outbox, args.device)

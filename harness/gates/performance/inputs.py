@@ -78,11 +78,18 @@ class TimingPlan:
                 drawn[(label, i)] = pool_entry(self.spec.kind, case, self.seed, label, i)
         return [drawn[(label, i)] for i in range(size)]
 
-    def baseline_request(self, base: ModuleSource | None, core: int) -> PerfBaseline:
-        """Import the baseline (the kind's reference, or `base`) before any candidate, on the timing core."""
+    def baseline_request(self, base: ModuleSource | None, core: int, watched: bool = True) -> PerfBaseline:
+        """Import the baseline (the kind's reference, or `base`) before any candidate, on the timing core;
+        `watched` for the contestant the candidate will join (not the clean worker)."""
         probe = self.pool(self.modes[0].case, "probe", 1)[0]
         return PerfBaseline(
-            kind=self.spec.kind, variant=self.variant, core=core, baseline=base, probe=probe, grad_names=self.grad_names
+            kind=self.spec.kind,
+            variant=self.variant,
+            core=core,
+            baseline=base,
+            probe=probe,
+            grad_names=self.grad_names,
+            watched=watched,
         )
 
     def pools(self, case: Case, names: tuple[str, ...], size: int | None = None) -> Pools:

@@ -111,6 +111,7 @@ def measure(plan: TimingPlan, watch: Watch, channel: Channel, mode: Mode) -> Mea
             if narrow or m.settled or m.blocks >= settings.max_blocks or seconds() > deadline:
                 break
     watch.calibration(m.label, warm.ns, m.times)
+    watch.untimed_check(m.label)
     m.peak = dict(channel.send(PerfMemory()).peak_bytes)
     m.seconds = seconds() - start
     return m

@@ -79,6 +79,11 @@ class Watch:
         # The timer measures time on the host's clock (CPU). A device timer (CUDA events) leaves out the host's own
         # work on each call, which differs between modules honestly, so what it leaves out is not compared.
         self.host_timer = host_timer
+        # What the timer left out of each call of the (case, mode) being timed, per side, and the baseline's times:
+        # judged over the whole measurement (`untimed_check`), so a few calls preempted on a busy machine cannot
+        # outweigh the rest, while work moved outside the timer on most calls still shows.
+        self.untimed: dict[str, list[int]] = {side: [] for side in SIDES}
+        self.baseline_ns: list[int] = []
 
     def block(self, channel: Channel, request: PerfBlock) -> BlockTimes:
         """One timed block, bounded by the judge's clock, with threads and processes read from /proc."""
@@ -107,9 +112,10 @@ class Watch:
     def _clock(self, request: PerfBlock, reply: BlockTimes, start: int, end: int) -> None:
         """The contestant's clock readings fit the judge's clock around the block (both read the system's monotonic
         clock), every reported call lies between the readings just before and after it, and what the timer left
-        out between them (its own few hundred nanoseconds: the same code for both sides) is not longer for the
-        candidate's calls than for the baseline's. A clock replaced or skipped only around the candidate's calls,
-        or work the candidate does just before or after the timer reads the clock, shows as that difference."""
+        out between them (its own few hundred nanoseconds: the same code for both sides) is kept for
+        `untimed_check`: not longer for the candidate's calls than for the baseline's. A clock replaced or skipped
+        only around the candidate's calls, or work the candidate does just before or after the timer reads the
+        clock, shows as that difference."""
         calls = [(r, side) for r, sides in enumerate(request.order) for side in sides]
         stamps = reply.stamps
         if len(stamps) != 2 * len(calls) or any(len(reply.ns.get(s, ())) != len(request.order) for s in SIDES):
@@ -131,15 +137,25 @@ class Watch:
                     f"{(b - a) / 1e3:.1f} us apart: its clock was replaced"
                 )
             untimed[side].append(b - a - ns)
-        if not self.host_timer:
+        for side in SIDES:
+            self.untimed[side] += untimed[side]
+        self.baseline_ns += reply.ns["baseline"]
+
+    def untimed_check(self, label: str) -> None:
+        """Over every block of `label`: the median time the timer left out of a candidate call exceeds a baseline
+        call's by at most a quarter of the threshold's share of a baseline call (or UNTIMED_FLOOR_NS). Then starts
+        afresh for the next (case, mode)."""
+        untimed, baseline_ns = self.untimed, self.baseline_ns
+        self.untimed, self.baseline_ns = {side: [] for side in SIDES}, []
+        if not self.host_timer or not baseline_ns or not all(untimed.values()):
             return
         extra = statistics.median(untimed["candidate"]) - statistics.median(untimed["baseline"])
-        limit = max(UNTIMED_FLOOR_NS, self.plan.settings.threshold / 4 * statistics.median(reply.ns["baseline"]))
+        limit = max(UNTIMED_FLOOR_NS, self.plan.settings.threshold / 4 * statistics.median(baseline_ns))
         if extra > limit:
             raise Tampered(
-                f"each candidate call left {extra / 1e3:.1f} us more outside the timer than a baseline call "
-                f"(limit {limit / 1e3:.1f} us; the timer's own overhead is the same for both): part of its work ran "
-                "outside the timed region, or its clock skipped"
+                f"{label}: each candidate call left {extra / 1e3:.1f} us more outside the timer than a baseline call "
+                f"(median of {len(untimed['candidate'])} calls; limit {limit / 1e3:.1f} us; the timer's own overhead "
+                "is the same for both): part of its work ran outside the timed region, or its clock skipped"
             )
 
     def _busy_threads(self, pid: int, before: dict[int, int], after: dict[int, int], wall_ns: int) -> None:
