@@ -69,13 +69,28 @@ def test_failing_run_prints_one_command_per_case_then_where_the_rest_are(runs: R
     document = json.loads((runs.failed / "results.json").read_text())
     validate(document)
     seed, where = str(document["environment"]["seed"]), str(runs.modules)
-    assert COMMAND.findall(runs.failing.stdout) == [
-        shlex.join(
-            ["harness", "check", NAME, "--case", c["case"], "--dtype", c["dtype"], "--gates", "unit", "--seed", seed]
-        )
-        + f" --modules-dir {shlex.quote(where)}"
-        for c in failed[:SHOWN]
-    ]
+    assert (
+        COMMAND.findall(runs.failing.stdout)
+        == [
+            shlex.join(
+                [
+                    "harness",
+                    "check",
+                    NAME,
+                    "--case",
+                    c["case"],
+                    "--dtype",
+                    c["dtype"],
+                    "--gates",
+                    "unit",
+                    "--seed",
+                    seed,
+                ]
+            )
+            + f" --modules-dir {shlex.quote(where)} --no-entry-points"  # as the run was made
+            for c in failed[:SHOWN]
+        ]
+    )
     explain = shlex.join(["harness", "explain", str(runs.failed / "results.json"), NAME])
     assert f"... and {len(failed) - SHOWN} more: {explain}" in runs.failing.stdout
 
@@ -181,3 +196,15 @@ def test_commands_follow_the_seed_the_module_was_judged_with_and_the_run_setting
     assert failures(sharded, _module([crashed]))[0].command == "harness check m --gates unit --seed 5 --isolation off"
     in_tree = RunFacts({"seed": 1}, {"modules_dir": str(tmp_path)}, tmp_path)
     assert failures(in_tree, _module([crashed]))[0].command == "harness check m --gates unit --seed 1"
+
+
+def test_commands_carry_the_settings_file_and_left_out_packages(tmp_path: Path) -> None:
+    """A run read with --config (policies, perf thresholds) or --no-entry-points is reproduced with the same."""
+    crashed = _gate("unit", "crash", [_case("silu/n5/normal", False)])
+    config = {"modules_dir": str(tmp_path), "config_file": "/etc/my settings.toml", "entry_points": False}
+    (found, _) = failures(RunFacts({"seed": 1}, config, tmp_path), _module([crashed]))
+    assert found.command == "harness check m --gates unit --seed 1 --config '/etc/my settings.toml' --no-entry-points"
+    plain = {"modules_dir": str(tmp_path), "config_file": None, "entry_points": True}
+    assert failures(RunFacts({"seed": 1}, plain, tmp_path), _module([crashed]))[0].command == (
+        "harness check m --gates unit --seed 1"
+    )

@@ -462,6 +462,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
         "memory_mb": limits.memory_mb,
         "device": args.device,
         "modules_dir": str(_modules_root(args)),
+        "config_file": None if args.config is None else str(Path(args.config).resolve()),
+        "entry_points": not args.no_entry_points,
         **_authority(args),
     }
     if selection.limited:

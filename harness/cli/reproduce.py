@@ -50,7 +50,8 @@ class RunFacts:
         return []
 
     def limits(self, gate: str) -> list[str]:
-        """Options that change what a case sees, when the run set them: device, limits, isolation, base."""
+        """Options that change what a case sees, when the run set them: device, limits, isolation, base, the
+        settings file, and whether installed packages' modules were left out."""
         config, args = self.config, []
         if config.get("device", "cpu") != "cpu":
             args += ["--device", str(config["device"])]
@@ -62,6 +63,10 @@ class RunFacts:
             args += ["--isolation", "off"]
         if gate == GateName.PERF and config.get("base_ref"):
             args += ["--base", str(config["base_ref"])]
+        if config.get("config_file"):  # policies, and perf thresholds the verdict was decided with
+            args += ["--config", str(config["config_file"])]
+        if config.get("entry_points") is False:
+            args += ["--no-entry-points"]
         return args
 
 

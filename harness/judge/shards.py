@@ -51,7 +51,7 @@ DEFAULT_SECONDS: dict[str, dict[str, float]] = {
 # differ between shards. The merged document keeps the first shard's (the earliest date, git_dirty if any shard
 # was dirty) and lists every shard's own in config.shards.
 PER_SHARD_ENVIRONMENT = ("date", "git_dirty", "platform", "cpu_model", "cpu_count", "seed")
-PER_SHARD_CONFIG = ("modules_dir", "modules_from")  # where the module files lay on each machine
+PER_SHARD_CONFIG = ("modules_dir", "modules_from", "config_file")  # where the files lay on each machine
 SEEDS_DIFFER = "the seed differs by shard (each one's is in config.shards.runs); this is the first shard's"
 
 

@@ -14,11 +14,12 @@ import jsonschema
 
 from harness.results.records import MODULE_VERDICTS, ModuleResult
 
-SCHEMA_VERSION = "1.5.0"  # 1.1: integration gate, gate verdict "skipped"; 1.2: perf gate, summary, tampered/suspect;
+SCHEMA_VERSION = "1.6.0"  # 1.1: integration gate, gate verdict "skipped"; 1.2: perf gate, summary, tampered/suspect;
 # 1.3: trusted-judge runs (config.modules_from, modules_commit, authoritative, authority_note)
 # 1.4: sharded runs merged by `harness merge` (config.shards); environment.isolation (contestant isolation in use)
 # 1.5: module.reused (a verdict reused from an earlier run with the same file, harness, torch, device and settings);
 # config.cases (a run limited to some cases by --case/--dtype)
+# 1.6: config.config_file (--config) and config.entry_points (false with --no-entry-points), for reproduce commands
 SCHEMA_ID = "harness/schema/results.schema.json"
 
 

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 from harness.core import paths
+from harness.core.contract import ModuleSource
 from harness.gates.base import Gate, GateJob, Needs, RunConfig
 from harness.gates.performance.inputs import TimingPlan
 from harness.gates.performance.measure import Measurement, clean_baseline, measure
@@ -69,8 +70,15 @@ class PerformanceGate(Gate):
 
     def run(self, job: GateJob, gate: GateResult) -> tuple[Verdict, str]:
         """Every (case, mode) interleaved, fresh outputs, then the clean worker; decided by report.verdict."""
-        base = self.config.base.get(job.source.name)
+        base = self.config.base.get(job.source.name)  # the base branch's version, or None: the kind's reference
         plan = TimingPlan(job.spec, self.config.seed, self.settings_for(job.spec.kind))
+        plan.draw_ahead()
+        try:
+            return self._run(job, gate, plan, base)
+        finally:
+            plan.close()
+
+    def _run(self, job: GateJob, gate: GateResult, plan: TimingPlan, base: ModuleSource | None) -> tuple[Verdict, str]:
         watch, roofline, core = Watch(plan, host_timer=self.config.device == "cpu"), self.roofline(), timing_core()
         measurements: list[Measurement] = []
         try:

@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import random
 import statistics
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 
 from harness.core.contract import ModuleSource, ModuleSpec
 from harness.core.seeding import case_seed, generator
-from harness.gates.performance.settings import BLOCK_ROUNDS, DTYPE, MIN_RETAINED_ROUNDS, POOL_ENTRIES, PerfSettings
+from harness.gates.performance.settings import (
+    BLOCK_ROUNDS,
+    DTYPE,
+    MIN_RETAINED_ROUNDS,
+    POOL_ENTRIES,
+    POOLS,
+    PerfSettings,
+)
 from harness.kinds import KINDS
 from harness.kinds.base import CallArgs, Case
 from harness.perf.pools import salt_for
@@ -64,19 +73,54 @@ class TimingPlan:
         self.rng = random.Random(case_seed(seed, f"perf/{spec.name}", DTYPE))  # orders, samples and salts
         self.modes = [Mode(case, backward) for case in self.kind.perf_cases(self.variant) for backward in (False, True)]
         self.grad_names = tuple(self.kind.grad_inputs(self.variant))
-        # Input sets of the case being timed, by (label, index): its forward and forward+backward modes and the
-        # clean worker time the same pools, which take a good part of a large case's time to draw.
-        self._drawn: tuple[str, dict[tuple[str, int], CallArgs]] = ("", {})
+        # Input sets by (case, label, index), each drawn once: a case's forward and forward+backward modes and the
+        # clean worker time the same pools, and a large case's pools take seconds to draw.
+        self._drawn: dict[tuple[str, str, int], Future[CallArgs]] = {}
+        self._lock = threading.Lock()
+        self._ahead: ThreadPoolExecutor | None = None
 
     def pool(self, case: Case, label: str, size: int) -> list[CallArgs]:
-        """`size` input sets for `case` under `label` (each drawn once per case; callers never change them)."""
-        if self._drawn[0] != case.id:
-            self._drawn = (case.id, {})
-        drawn = self._drawn[1]
-        for i in range(size):
-            if (label, i) not in drawn:
-                drawn[(label, i)] = pool_entry(self.spec.kind, case, self.seed, label, i)
-        return [drawn[(label, i)] for i in range(size)]
+        """`size` input sets for `case` under `label` (callers never change them: the contestant gets copies)."""
+        return [self._entry(case, label, i) for i in range(size)]
+
+    def _entry(self, case: Case, label: str, index: int) -> CallArgs:
+        """Drawn by the first thread that asks; any other waits for that one."""
+        key = (case.id, label, index)
+        with self._lock:
+            pending = self._drawn.get(key)
+            mine = pending is None
+            if pending is None:
+                pending = self._drawn[key] = Future()
+        if mine:
+            try:
+                pending.set_result(pool_entry(self.spec.kind, case, self.seed, label, index))
+            except BaseException as exc:
+                pending.set_exception(exc)
+        return pending.result()
+
+    def draw_ahead(self) -> None:
+        """Draw every case's pools, the clean worker's and the fresh inputs in a background thread, in the order
+        the gate needs them: the judge's core is otherwise idle while the contestant is timed on its own."""
+        with self._lock:
+            if self._ahead is not None:
+                return
+            self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perf-inputs")
+
+        def draw() -> None:
+            cases = list({mode.case.id: mode.case for mode in self.modes}.values())
+            for case in cases:
+                self.pools(case, POOLS)
+            for side in ("candidate", "baseline"):
+                self.pool(cases[0], f"fresh {side}", 1)
+
+        self._ahead.submit(draw)
+
+    def close(self) -> None:
+        """Stop drawing ahead (what is drawn stays)."""
+        with self._lock:
+            ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.shutdown(wait=True, cancel_futures=True)
 
     def baseline_request(self, base: ModuleSource | None, core: int, watched: bool = True) -> PerfBaseline:
         """Import the baseline (the kind's reference, or `base`) before any candidate, on the timing core;
