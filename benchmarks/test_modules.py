@@ -81,10 +81,10 @@ class ModuleBench:
             count = min(per_block, rounds - len(times))
             values = {"A": salt_values(len(times), count, torch.float32)}
             reply = self.session.send(
-                PerfBlock(order=[["candidate"]] * count, pools={"candidate": "A"}, salt_values=values)
+                PerfBlock.of([["candidate"]] * count, pools={"candidate": "A"}, salt_values=values)
             )
             self.session.send(PerfOutputs(picks=[]))
-            times += reply.ns["candidate"]
+            times += reply.ns["candidate"].tolist()
         extra = {k: metrics[k] for k in EXTRA if k in metrics}
         extra.update(
             {

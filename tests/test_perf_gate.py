@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,7 @@ class FakeContestant:
         self.calls: dict[str, int] = {}  # calls so far per pool of the current case
         self.last: dict[tuple[int, str], CallArgs] = {}  # (round, side) -> that call's salted input, last block
         self.blocks = 0
+        self.sent: list[bool] = []  # per perf_case: whether it carried the pools
 
     def members(self) -> set[int]:
         return {self.pid}
@@ -259,7 +261,11 @@ class FakeContestant:
         if isinstance(request, PerfIntegrity):
             return IntegrityFacts(changed=[], hooks=[])
         if isinstance(request, PerfCase):
+            if request.same_pools:  # the pools of the case's other mode, kept
+                assert self.case is not None, "same_pools before any pools were sent"
+                request = replace(request, pools=self.case.pools)
             self.case, self.calls = request, dict.fromkeys(request.pools, 0)
+            self.sent.append(bool(not request.same_pools))
             return Done()
         case = self.case
         assert case is not None, f"{request.op} before perf_case"
@@ -269,22 +275,21 @@ class FakeContestant:
             self.last.clear()
             stamps = [now_ns()]  # clock readings before and after each call, which fills the time between exactly
             times: dict[str, list[int]] = {side: [] for side in case.sides}
-            for r, sides in enumerate(request.order):
-                for side in sides:
-                    pool = request.pools[side]
-                    index = self.calls[pool] % len(case.pools[pool])
-                    self.last[(r, side)] = salted_entry(
-                        case.pools[pool][index], case.salts[pool], index, request.salt_values[pool][r]
-                    )
-                    self.calls[pool] += 1
-                    times[side].append(self._ns(side, r))
-                    stamps += (stamps[-1], stamps[-1] + times[side][-1])
+            for r, side in request.calls():
+                pool = request.pools[side]
+                index = self.calls[pool] % len(case.pools[pool])
+                self.last[(r, side)] = salted_entry(
+                    case.pools[pool][index], case.salts[pool], index, request.salt_values[pool][r]
+                )
+                self.calls[pool] += 1
+                times[side].append(self._ns(side, r))
+                stamps += (stamps[-1], stamps[-1] + times[side][-1])
             deadline = now_ns() + sum(map(sum, times.values()))
             while (left := deadline - now_ns()) > 0:
                 time.sleep(left / 1e9)
             self.blocks += 1
-            ns = {s: [t * self.overreport for t in v] for s, v in times.items()}
-            return BlockTimes(ns=ns, hooks=self.hooks, stamps=stamps[1:])
+            ns = {s: torch.tensor([t * self.overreport for t in v], dtype=torch.int64) for s, v in times.items()}
+            return BlockTimes(ns=ns, hooks=self.hooks, stamps=torch.tensor(stamps[1:], dtype=torch.int64))
         if isinstance(request, PerfOutputs):
             outputs = [self._output(self.last[pick]) for pick in request.picks]
             self.last.clear()
@@ -329,8 +334,11 @@ def test_decision_on_injected_times(
     verdict: Verdict,
     reason: str,
 ) -> None:
-    record = _gate_run(FakeContestant(idle_pid, slowdown), against_base, monkeypatch)
+    fake = FakeContestant(idle_pid, slowdown)
+    record = _gate_run(fake, against_base, monkeypatch)
     assert (record.verdict, record.reason[: len(reason)]) == (verdict, reason), record.reason
+    # the pools go to the timing contestant once for both modes of the case, then to the clean worker
+    assert fake.sent == [True, False, True]
     assert [c.case for c in record.cases] == [
         "perf/forward/rms_norm/r64-h1024/normal",
         "perf/forward+backward/rms_norm/r64-h1024/normal",
@@ -411,8 +419,9 @@ def _untimed_block(watch: Watch, rounds: int, call_ns: int, extra_ns: list[int])
             left_out = 300 + (extra_ns[r] if side == "candidate" else 0)
             stamps += [t, t + call_ns + left_out]
             t += call_ns + left_out + 100
-    reply = BlockTimes(ns={"candidate": [call_ns] * rounds, "baseline": [call_ns] * rounds}, hooks=[], stamps=stamps)
-    watch._clock(PerfBlock(order=order, pools={}, salt_values={}), reply, start, t + 1000)
+    ns = {side: torch.full((rounds,), call_ns, dtype=torch.int64) for side in ("candidate", "baseline")}
+    reply = BlockTimes(ns=ns, hooks=[], stamps=torch.tensor(stamps, dtype=torch.int64))
+    watch._clock(PerfBlock.of(order, pools={}, salt_values={}), reply, start, t + 1000)
 
 
 def test_a_few_preempted_calls_are_not_work_outside_the_timer() -> None:

@@ -60,9 +60,12 @@ from harness.protocol import (  # noqa: E402
     Call,
     CallReply,
     Loaded,
+    Message,
+    PerfBlock,
     PerfCase,
     Salt,
     Trained,
+    WarmedUp,
     request_from_frame,
 )
 
@@ -93,18 +96,57 @@ def test_every_message_survives_the_wire_with_its_types() -> None:
     assert Load.from_frame(_through_the_wire(Load(source=source).to_frame())).source == source
 
 
+def test_a_block_travels_as_tensors_and_keeps_its_call_order() -> None:
+    order = [["candidate", "baseline"], ["baseline", "candidate"], ["candidate", "baseline"]]
+    block = PerfBlock.of(order, pools={"candidate": "A", "baseline": "B"}, salt_values={"A": torch.ones(3)})
+    back = request_from_frame(_through_the_wire(block.to_frame()))
+    assert isinstance(back, PerfBlock) and back.order.dtype == torch.int8
+    assert back.calls() == [(r, side) for r, sides in enumerate(order) for side in sides]
+    times = BlockTimes(ns={"candidate": torch.arange(3)}, hooks=[], stamps=torch.arange(6))
+    again = BlockTimes.from_frame(_through_the_wire(times.to_frame()))
+    assert again.ns["candidate"].tolist() == [0, 1, 2] and again.stamps.tolist() == list(range(6))
+
+
+_STAMPS = torch.zeros(2, dtype=torch.int64)
+
+
 @pytest.mark.parametrize(
-    ("frame", "needle"),
+    ("message", "frame", "needle"),
     [
-        ({"ns": {"candidate": [1, "2"]}, "hooks": []}, "BlockTimes.ns['candidate'][1]: expected an int, found str"),
-        ({"ns": {"candidate": [1]}}, "BlockTimes: field 'hooks' is missing"),
-        ({"ns": [1, 2], "hooks": []}, "BlockTimes.ns: expected a dict, found list"),
-        ({"ns": {"candidate": [True]}, "hooks": []}, "expected an int, found bool"),
+        (
+            WarmedUp,
+            {"rounds": 3, "ns": {"candidate": [1, "2"]}},
+            "WarmedUp.ns['candidate'][1]: expected an int, found str",
+        ),
+        (WarmedUp, {"rounds": 3, "ns": {"candidate": [True]}}, "expected an int, found bool"),
+        (WarmedUp, {"rounds": 3, "ns": [1, 2]}, "WarmedUp.ns: expected a dict, found list"),
+        (
+            BlockTimes,
+            {"ns": {"candidate": torch.ones(1, dtype=torch.int64)}, "stamps": _STAMPS},
+            "BlockTimes: field 'hooks' is missing",
+        ),
+        (
+            BlockTimes,
+            {"ns": {"candidate": [1]}, "hooks": [], "stamps": _STAMPS},
+            "BlockTimes.ns['candidate']: expected a tensor, found list",
+        ),
+        (
+            BlockTimes,
+            {"ns": {"candidate": torch.ones(1)}, "hooks": [], "stamps": _STAMPS},
+            "BlockTimes.ns['candidate']: expected a 1-d torch.int64 tensor, found a 1-d torch.float32 one",
+        ),
+        (
+            BlockTimes,
+            {"ns": {}, "hooks": [], "stamps": _STAMPS.reshape(1, 2)},
+            "BlockTimes.stamps: expected a 1-d torch.int64 tensor, found a 2-d torch.int64 one",
+        ),
     ],
 )
-def test_malformed_replies_are_refused_naming_the_field(frame: dict[str, object], needle: str) -> None:
+def test_malformed_replies_are_refused_naming_the_field(
+    message: type[Message], frame: dict[str, object], needle: str
+) -> None:
     with pytest.raises(ProtocolError) as info:
-        BlockTimes.from_frame({"v": PROTOCOL_VERSION, "op": BlockTimes.op, **frame})
+        message.from_frame({"v": PROTOCOL_VERSION, "op": message.op, **frame})
     assert needle in str(info.value)
 
 

@@ -35,7 +35,7 @@ def test_the_next_contestant_is_the_one_started_ahead_and_answers() -> None:
     try:
         first = spares.take("a")
         assert first.proc is not None and loads(first) == "silu"
-        ahead = spares._spare.result() if spares._spare else None  # started while `first` worked
+        ahead = spares._spares[0].result() if spares._spares else None  # started while `first` worked
         assert ahead is not None and ahead.proc is not None
         second = spares.take("b")
         assert second is ahead and second.label == "b" and loads(second) == "silu"
@@ -44,6 +44,27 @@ def test_the_next_contestant_is_the_one_started_ahead_and_answers() -> None:
     finally:
         spares.close()
     assert ahead.proc is None  # closed
+
+
+def test_two_deep_spares_serve_two_takes_in_a_row_with_started_contestants() -> None:
+    """The performance gate takes the timing contestant and the clean worker a few seconds apart: with two spares
+    kept, both are contestants started before they were asked for, and two more are started behind them."""
+    spares = Spares(LIMITS)
+    spares.depth = 2
+    taken = []
+    try:
+        taken.append(spares.take("warm-up"))  # nothing ahead yet: started now, and two spares behind it
+        ahead = [future.result() for future in list(spares._spares)]
+        assert len(ahead) == 2 and all(c.alive for c in ahead)
+        taken += [spares.take("timing"), spares.take("clean")]
+        assert taken[1:] == ahead and [c.label for c in taken[1:]] == ["timing", "clean"]
+        assert all(loads(c) == "silu" for c in taken[1:])
+        assert len(spares._spares) == 2  # refilled
+    finally:
+        for contestant in taken:
+            contestant.close()
+        spares.close()
+    assert all(c.proc is None for c in ahead) and not spares._spares
 
 
 def test_a_spare_outlives_the_thread_that_asked_for_it() -> None:

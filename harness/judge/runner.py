@@ -298,6 +298,9 @@ def judge_all(
             # One module at a time with nothing else running: the contestant pinned to the timing core, the
             # judge (this thread) to the others.
             run.spares.preload = ("torch._dynamo",)  # what every timing contestant loads (harness/worker/perf.py)
+            # Contestants each module takes here: the timing one and the clean worker, and first a short-lived one to
+            # read the module's spec when no earlier gate of this run did.
+            run.spares.depth = 2 if run.shared else 3
             with kept_off(timing_core()):
                 for source, result in zip(fresh, judged, strict=False):
                     report(judge_exclusive(source, result, run))

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -395,7 +396,7 @@ class Contestant:
 
 
 class Spares:
-    """One contestant kept started ahead of need, for one run's limits.
+    """Contestants kept started ahead of need (one, or `depth`), for one run's limits.
 
     A contestant spends about 1.5 s starting its interpreter and importing torch before it can answer. The run
     asks for a fresh one per gate and module; handing out one started earlier, and starting the next while the
@@ -412,18 +413,22 @@ class Spares:
         self.limits = limits
         self.enabled = enabled
         self._lock = threading.Lock()
-        self._spare: Future[Contestant] | None = None
+        self._spares: deque[Future[Contestant]] = deque()  # oldest first
         self._starter: ThreadPoolExecutor | None = None
         self._closed = False
         # Modules spares import while they wait, from the next spare on: the performance gate sets torch._dynamo,
         # which its timing contestant loads before the snapshot anyway (harness/worker/perf.py), about 1.4 s.
         self.preload: tuple[str, ...] = ()
+        # Spares kept started. The performance gate takes two contestants per module (the timing one and the clean
+        # worker) a few seconds apart, so it keeps two: with one, the next module's timing contestant would wait
+        # for a spare started only when the clean worker took the last one.
+        self.depth = 1
 
     def take(self, label: str) -> Contestant:
-        """A started contestant for `label` (the spare when there is a live one, else a new one), and the next
-        spare started."""
+        """A started contestant for `label` (the oldest spare when there is a live one, else a new one), and the
+        spares refilled."""
         with self._lock:
-            pending, self._spare = self._spare, None
+            pending = self._spares.popleft() if self._spares else None
         spare = _result(pending)
         if spare is not None and not spare.alive:
             spare.close()
@@ -438,11 +443,12 @@ class Spares:
 
     def _refill(self, cores: set[int] | None) -> None:
         with self._lock:
-            if self._closed or self._spare is not None:
+            if self._closed:
                 return
             if self._starter is None:
                 self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-spares")
-            self._spare = self._starter.submit(self._start, cores)
+            while len(self._spares) < self.depth:
+                self._spares.append(self._starter.submit(self._start, cores))
 
     def _start(self, cores: set[int] | None) -> Contestant:
         if cores is not None:
@@ -452,13 +458,15 @@ class Spares:
         return ahead
 
     def close(self) -> None:
-        """Kill the spare, if any; no more are started."""
+        """Kill the spares, if any; no more are started."""
         with self._lock:
-            pending, self._spare, self._closed = self._spare, None, True
+            pending, self._closed = list(self._spares), True
+            self._spares.clear()
             starter, self._starter = self._starter, None
-        spare = _result(pending)
-        if spare is not None:
-            spare.close()
+        for future in pending:
+            spare = _result(future)
+            if spare is not None:
+                spare.close()
         if starter is not None:
             starter.shutdown(wait=True)
 

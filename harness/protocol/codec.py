@@ -13,13 +13,35 @@ import enum
 import types
 import typing
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
 import torch
 
 from harness.protocol.frames import ProtocolError
 
-PROTOCOL_VERSION = 3  # bumped whenever a message's fields change; both sides come from the same harness
+PROTOCOL_VERSION = 4  # bumped whenever a message's fields change; both sides come from the same harness
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorShape:
+    """What a tensor field must be, beyond a tensor: `Annotated[torch.Tensor, TensorShape(torch.int64, 1)]`.
+
+    Many numbers travel as one tensor (a block's per-call times and clock readings): a list of thousands of ints
+    costs tens of milliseconds to pickle, unpickle with weights_only and check item by item; a tensor costs its bytes.
+    """
+
+    dtype: torch.dtype
+    dim: int
+
+    def check(self, value: torch.Tensor, where: str) -> torch.Tensor:
+        if value.dtype != self.dtype or value.dim() != self.dim:
+            raise ProtocolError(
+                f"{where}: expected a {self.dim}-d {self.dtype} tensor, found a {value.dim()}-d {value.dtype} one"
+            )
+        return value
+
+
+Int64s = Annotated[torch.Tensor, TensorShape(torch.int64, 1)]  # a vector of int64 (times, clock readings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +77,7 @@ _HINTS: dict[type, dict[str, Any]] = {}
 def _hints(cls: type) -> dict[str, Any]:
     """The resolved field annotations of a message or record class, computed once per class."""
     if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
+        _HINTS[cls] = typing.get_type_hints(cls, include_extras=True)
     return _HINTS[cls]
 
 
@@ -83,6 +105,13 @@ def _typed(value: Any, hint: Any, where: str) -> Any:
     if hint is Any:
         return value
     origin = typing.get_origin(hint)
+    if origin is Annotated:
+        base, *extras = typing.get_args(hint)
+        value = _typed(value, base, where)
+        for extra in extras:
+            if isinstance(extra, TensorShape):
+                value = extra.check(value, where)
+        return value
     if origin in (typing.Union, types.UnionType):
         return _union(value, typing.get_args(hint), where)
     if origin is list:

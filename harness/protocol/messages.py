@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 import torch
 
 from harness.core.contract import ModuleSource, ModuleSpec
-from harness.protocol.codec import Message
+from harness.protocol.codec import Int64s, Message, TensorShape
 from harness.protocol.frames import ProtocolError
 
 R = TypeVar("R", bound=Message)
@@ -112,11 +112,11 @@ class WarmedUp(Message):
 @dataclass(frozen=True)
 class BlockTimes(Message):
     op: ClassVar[str] = "block_times"
-    ns: dict[str, list[int]]  # side -> one time per round, in the judge's order
+    ns: dict[str, Int64s]  # side -> one time per round, in the judge's order
     hooks: list[str]  # hooks found active before or after the block (empty when clean)
     # The clock read just before and just after each timer.time(call), two per call in call order: the judge fits
     # them into its own clock around the block, and compares what the timer left out of each side's calls.
-    stamps: list[int]
+    stamps: Int64s
 
 
 @dataclass(frozen=True)
@@ -229,11 +229,14 @@ class PerfCase(Request[Done]):
     op: ClassVar[str] = "perf_case"
     reply: ClassVar[type[Message]] = Done
     sides: tuple[str, ...]
-    pools: dict[str, list[dict[str, Any]]]  # pool name -> entries (call arguments)
+    pools: dict[str, list[dict[str, Any]]]  # pool name -> entries (call arguments); empty with same_pools
     backward: bool
     grad_out: torch.Tensor | None
     grad_names: tuple[str, ...]
     salts: dict[str, Salt]  # pool name -> its salt
+    # The previous perf_case's pools again (the other mode of the same case), as they are now: only the salted
+    # position of each entry differs from what was sent, and it is rewritten before every call.
+    same_pools: bool = False
 
 
 @dataclass(frozen=True)
@@ -250,9 +253,22 @@ class PerfBlock(Request[BlockTimes]):
 
     op: ClassVar[str] = "perf_block"
     reply: ClassVar[type[Message]] = BlockTimes
-    order: list[list[str]]  # per round, the sides in the order they are called
+    sides: list[str]  # the sides this block calls
+    order: Annotated[torch.Tensor, TensorShape(torch.int8, 2)]  # per round, indices into `sides` in call order
     pools: dict[str, str]  # side -> pool for this block
     salt_values: dict[str, torch.Tensor]  # pool -> one value per round
+
+    @classmethod
+    def of(cls, order: list[list[str]], pools: dict[str, str], salt_values: dict[str, torch.Tensor]) -> PerfBlock:
+        """The request for rounds given as side names in call order (every round calls the same sides)."""
+        sides = sorted({side for sides in order for side in sides})
+        index = {side: i for i, side in enumerate(sides)}
+        rows = [[index[side] for side in sides_r] for sides_r in order]
+        return cls(sides, torch.tensor(rows, dtype=torch.int8).reshape(len(rows), -1), pools, salt_values)
+
+    def calls(self) -> list[tuple[int, str]]:
+        """(round, side) of every call, in call order."""
+        return [(r, self.sides[i]) for r, row in enumerate(self.order.tolist()) for i in row]
 
 
 @dataclass(frozen=True)

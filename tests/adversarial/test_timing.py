@@ -55,8 +55,15 @@ TRICKS = [
     # work elsewhere: another thread (/proc), another process (the contestant's process tree)
     ("rms_norm_busy_thread", TAMPERED, "of CPU during a timed block"),
     # the filler thread's CPU in a timed block; on a busy machine the queue it leaves behind may first slow the calls
-    # that size the blocks past the calibration limit: caught there, one check earlier
-    ("silu_fills_later", TAMPERED, ("of CPU during a timed block", "longer while the judge sized the blocks")),
+    # that size the blocks past the calibration limit: caught there, one check earlier; and when the other core is so
+    # busy that the filler runs mostly between blocks, its CPU over the whole measurement
+    (
+        "silu_fills_later",
+        TAMPERED,
+        ("of CPU during a timed block", "longer while the judge sized the blocks", "of CPU over the measurement"),
+    ),
+    # a filler idle during every block, working only in the pauses between them: its CPU over the whole measurement
+    ("silu_fills_between_blocks", TAMPERED, ("of CPU over the measurement", "of CPU during a timed block")),
     ("rms_norm_child_process", TAMPERED, "the contestant started processes"),
     ("rms_norm_process_pool", TAMPERED, "the contestant started processes"),
     # answers remembered from an earlier call on the same input buffer: the salted inputs and the output checks

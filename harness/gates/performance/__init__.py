@@ -4,7 +4,8 @@ The baseline is the kind's reference, or the base branch's version of the module
 the machine to itself: first the interleaved measurement (measure.py) in a contestant that imported and
 fingerprinted the baseline before the candidate, watched by the judge throughout (tamper.py); then, once that
 contestant and everything it started are gone, the baseline alone in a clean worker that never imports the
-candidate (only a measurement that stands needs this cross-check); finally the decision (report.py). A failed
+candidate (only a measurement that stands needs this cross-check; the kind's reference is measured alone once per
+run and kind variant); finally the decision (report.py). A failed
 integrity fact is the verdict `tampered`, never a speed figure.
 
 Inputs, orders and salts come from the run's secret seed (inputs.py); every fixed number is named in
@@ -41,6 +42,7 @@ class PerformanceGate(Gate):
         self._roofline: Roofline | None = None
         self._confirmed = False
         self._lock = threading.Lock()
+        self._clean: dict[tuple[str, str], dict[str, float]] = {}  # (kind, variant) -> the reference alone
 
     def roofline(self) -> Roofline:
         """The machine's roofline, measured once per machine (cached on disk), loaded once per run."""
@@ -67,6 +69,20 @@ class PerformanceGate(Gate):
     def settings_for(self, kind: str) -> PerfSettings:
         """The run's settings with the kind's threshold from pyproject, when it sets one."""
         return replace(self.config.perf, threshold=self.config.perf_thresholds.get(kind, self.config.perf.threshold))
+
+    def _clean_baseline(self, job: GateJob, plan: TimingPlan, base: ModuleSource | None, core: int) -> dict[str, float]:
+        """The baseline's median times alone, in a worker that never imported a candidate. The kind's reference on
+        the kind's cases is the same measurement for every module of that kind and variant, so it is made once per
+        run and shared; a base branch's version of the module is measured for that module."""
+        key = None if base is not None else (job.spec.kind, plan.variant)
+        if key is not None and key in self._clean:
+            return self._clean[key]
+        with job.open_contestant(f"{job.spec.name}-clean") as channel:
+            channel.send(plan.baseline_request(base, core, watched=False))
+            clean = clean_baseline(plan, channel)
+        if key is not None:
+            self._clean[key] = clean
+        return clean
 
     def run(self, job: GateJob, gate: GateResult) -> tuple[Verdict, str]:
         """Every (case, mode) interleaved, fresh outputs, then the clean worker; decided by report.verdict."""
@@ -99,9 +115,7 @@ class PerformanceGate(Gate):
                 roofline = self.confirmed_roofline()
                 gate.cases[:] = [record(plan, roofline, m) for m in measurements]
             gate.reason = "while timing the baseline in a clean worker"
-            with job.open_contestant(f"{job.spec.name}-clean") as clean_channel:
-                clean_channel.send(plan.baseline_request(base, core, watched=False))
-                clean = clean_baseline(plan, clean_channel)
+            clean = self._clean_baseline(job, plan, base, core)
             for m, case in zip(measurements, gate.cases, strict=True):
                 if m.label in clean:
                     case.metrics["clean_baseline_ns"] = clean[m.label]

@@ -150,14 +150,24 @@ class TimingPlan:
             for name, pool in pools.items()
         }
 
-    def case_request(self, mode: Mode, sides: tuple[str, ...], pools: Pools, salts: dict[str, Salt]) -> PerfCase:
+    def case_request(
+        self, mode: Mode, sides: tuple[str, ...], pools: Pools, salts: dict[str, Salt], same_pools: bool = False
+    ) -> PerfCase:
+        """The perf_case request of `mode`; with `same_pools`, the contestant already holds `pools` (sent for the
+        case's other mode) and they are not sent again."""
         grad_out = None
         if mode.backward:
             out = self.kind.reference(self.variant, next(iter(pools.values()))[0])
             gen = generator(case_seed(self.seed, mode.case.id, DTYPE, "perf/grad_out"))
             grad_out = torch.randn(out.shape, generator=gen, dtype=torch.float64).to(out.dtype)
         return PerfCase(
-            sides=sides, pools=pools, backward=mode.backward, grad_out=grad_out, grad_names=self.grad_names, salts=salts
+            sides=sides,
+            pools={} if same_pools else pools,
+            backward=mode.backward,
+            grad_out=grad_out,
+            grad_names=self.grad_names,
+            salts=salts,
+            same_pools=same_pools,
         )
 
     def output_bytes(self, pools: Pools) -> int:

@@ -10,6 +10,7 @@ budget is spent (perf/stats.py).
 from __future__ import annotations
 
 import statistics
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from harness.gates.base import Channel
@@ -24,7 +25,7 @@ from harness.gates.performance.settings import (
     POOLS,
     SIDES,
 )
-from harness.gates.performance.tamper import Watch
+from harness.gates.performance.tamper import Watch, baseline_times
 from harness.perf import stats
 from harness.perf.pools import salt_values
 from harness.perf.timer import seconds
@@ -63,8 +64,8 @@ def clean_baseline(plan: TimingPlan, channel: Channel) -> dict[str, float]:
         times: list[int] = []
         for _ in range(CLEAN_BLOCKS):
             values = {"A": salt_values(plan.rng.getrandbits(62), rounds, DTYPE)}
-            reply = channel.send(PerfBlock(order=[["baseline"]] * rounds, pools={"baseline": "A"}, salt_values=values))
-            times += reply.ns["baseline"]
+            request = PerfBlock.of([["baseline"]] * rounds, pools={"baseline": "A"}, salt_values=values)
+            times += baseline_times(channel.send(request), rounds)
             channel.send(PerfOutputs(picks=[]))
         medians[mode.label] = statistics.median(times)
     return medians
@@ -77,39 +78,47 @@ def measure(plan: TimingPlan, watch: Watch, channel: Channel, mode: Mode) -> Mea
     m = Measurement(mode)
     pools = plan.pools(mode.case, POOLS)
     salts = plan.salts(mode.case, pools)
-    channel.send(plan.case_request(mode, SIDES, pools, salts))
+    # the case's other mode was measured just before in this contestant: its pools are there already
+    same_pools, watch.pools_sent = watch.pools_sent == mode.case.id, mode.case.id
+    channel.send(plan.case_request(mode, SIDES, pools, salts, same_pools))
     warm = channel.send(PerfWarmup(seconds=settings.warmup_s, calls=CALIBRATION_CALLS))
     m.rounds = plan.rounds(warm.ns, plan.output_bytes(pools))
     sample_blocks = set(plan.rng.sample(range(settings.min_blocks), settings.samples))
     calls = dict.fromkeys(POOLS, 0)
     history: list[BlockInputs] = []
     values: list[float] = []
+    checked: list[Future[list[str]]] = []  # sampled outputs, checked on the judge's core while timing goes on
     deadline = seconds() + settings.budget_s
-    while True:
-        # The sides swap pools every block: two sets of buffers can differ in speed by a steady percent
-        # (where the allocator placed them), and swapping cancels that instead of billing it to one side.
-        assigned = dict(zip(SIDES, POOLS if m.blocks % 2 == 0 else POOLS[::-1], strict=True))
-        order = [plan.rng.sample(SIDES, 2) for _ in range(m.rounds)]
-        salt_vals = {name: salt_values(plan.rng.getrandbits(62), m.rounds, DTYPE) for name in POOLS}
-        reply = watch.block(channel, PerfBlock(order=order, pools=assigned, salt_values=salt_vals))
-        for side in SIDES:
-            m.times[side] += reply.ns[side]
-        drop = 1 if m.rounds > DROP_FIRST_ROUND_ABOVE else 0
-        values.append(stats.block_value(reply.ns["candidate"][drop:], reply.ns["baseline"][drop:]))
-        history.append(BlockInputs(assigned, dict(calls), salt_vals))
-        if m.blocks in sample_blocks:
-            m.failures += watch.sample(channel, mode, m.rounds, pools, salts, history)
-        else:
-            channel.send(PerfOutputs(picks=[]))
-        for name in POOLS:
-            calls[name] += m.rounds
-        m.blocks += 1
-        if m.blocks >= settings.min_blocks:
-            m.ratio = stats.ratio_interval(values)
-            narrow = m.ratio.half_width <= settings.target_half_width
-            m.settled = stats.settled(m.ratio, settings.threshold)
-            if narrow or m.settled or m.blocks >= settings.max_blocks or seconds() > deadline:
-                break
+    watch.open_window(channel)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="perf-checks") as checks:
+        while True:
+            # The sides swap pools every block: two sets of buffers can differ in speed by a steady percent
+            # (where the allocator placed them), and swapping cancels that instead of billing it to one side.
+            assigned = dict(zip(SIDES, POOLS if m.blocks % 2 == 0 else POOLS[::-1], strict=True))
+            order = [plan.rng.sample(SIDES, 2) for _ in range(m.rounds)]
+            salt_vals = {name: salt_values(plan.rng.getrandbits(62), m.rounds, DTYPE) for name in POOLS}
+            times = watch.block(channel, PerfBlock.of(order, pools=assigned, salt_values=salt_vals))
+            for side in SIDES:
+                m.times[side] += times[side]
+            drop = 1 if m.rounds > DROP_FIRST_ROUND_ABOVE else 0
+            values.append(stats.block_value(times["candidate"][drop:], times["baseline"][drop:]))
+            history.append(BlockInputs(assigned, dict(calls), salt_vals))
+            if m.blocks in sample_blocks:
+                checked.append(watch.sample(channel, checks, mode, m.rounds, pools, salts, history))
+            else:
+                channel.send(PerfOutputs(picks=[]))
+            for name in POOLS:
+                calls[name] += m.rounds
+            m.blocks += 1
+            if m.blocks >= settings.min_blocks:
+                m.ratio = stats.ratio_interval(values)
+                narrow = m.ratio.half_width <= settings.target_half_width
+                m.settled = stats.settled(m.ratio, settings.threshold)
+                if narrow or m.settled or m.blocks >= settings.max_blocks or seconds() > deadline:
+                    break
+        for check in checked:
+            m.failures += check.result()  # raises Tampered for a wrong baseline output
+    watch.close_window(channel, m.label)
     watch.calibration(m.label, warm.ns, m.times)
     watch.untimed_check(m.label)
     m.peak = dict(channel.send(PerfMemory()).peak_bytes)

@@ -20,6 +20,10 @@ MIN_RETAINED_ROUNDS = 2  # rounds per block when outputs are so large that `reta
 # The first round after a judge message runs with colder caches; blocks longer than this drop it from the median.
 DROP_FIRST_ROUND_ABOVE = 3
 BUSY_BLOCK_SHARE = 0.25  # a thread spinning on the timed core gets about half a block; a quarter is flagged
+# The contestant's threads other than the timing one, over a whole (case, mode) including the gaps between blocks:
+# at most this share of its time, and never less than WINDOW_TICKS clock ticks (the kernel counts CPU in ticks).
+WINDOW_SHARE = 0.05
+WINDOW_TICKS = 3
 CHANGES_SHOWN = 5  # replaced objects named in a tampering reason (the rest elided)
 # Timed calls per side after the warm-up, which size the blocks. Their fastest may be at most CALIBRATION_FACTOR
 # times a side's median call while timed: a module slower only while blocks are sized (it can tell: the warm-up

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import statistics
-from itertools import pairwise
+from concurrent.futures import Executor, Future
 
 import torch
 
@@ -28,6 +28,8 @@ from harness.gates.performance.settings import (
     EARLIER_INPUTS_CHECKED,
     SIDES,
     UNTIMED_FLOOR_NS,
+    WINDOW_SHARE,
+    WINDOW_TICKS,
 )
 from harness.kinds.base import CallArgs, Case
 from harness.perf.pools import salted_entry
@@ -71,6 +73,27 @@ def thread_ticks(pid: int) -> dict[int, int]:
     return out
 
 
+def process_ticks(pid: int) -> tuple[int, int]:
+    """CPU ticks (user + system) of `pid`: all its threads, those that have exited included, and its main thread."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            every = handle.read().rsplit(b")", 1)[1].split()
+        with open(f"/proc/{pid}/task/{pid}/stat", "rb") as handle:
+            main = handle.read().rsplit(b")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0, 0
+    return int(every[11]) + int(every[12]), int(main[11]) + int(main[12])
+
+
+def baseline_times(reply: BlockTimes, rounds: int) -> list[int]:
+    """The baseline's times from a block of `rounds` rounds run in a clean worker (no candidate there to check the
+    clock against: only the count and the sign are facts to hold)."""
+    times = reply.ns.get("baseline")
+    if times is None or times.numel() != rounds or bool((times < 0).any()):
+        raise Tampered(f"the clean worker reported {None if times is None else times.numel()} times for {rounds} calls")
+    return list(times.tolist())
+
+
 class Watch:
     """The judge's checks on one module's timing contestant."""
 
@@ -84,9 +107,14 @@ class Watch:
         # outweigh the rest, while work moved outside the timer on most calls still shows.
         self.untimed: dict[str, list[int]] = {side: [] for side in SIDES}
         self.baseline_ns: list[int] = []
+        # The contestant's CPU ticks (all threads, main thread) and the judge's clock when the window over a whole
+        # (case, mode) opened (`open_window`).
+        self._window: tuple[int, int, int] | None = None
+        self.pools_sent: str | None = None  # the case whose timing pools the contestant holds
 
-    def block(self, channel: Channel, request: PerfBlock) -> BlockTimes:
-        """One timed block, bounded by the judge's clock, with threads and processes read from /proc."""
+    def block(self, channel: Channel, request: PerfBlock) -> dict[str, list[int]]:
+        """One timed block, bounded by the judge's clock, with threads and processes read from /proc: each side's
+        time per round, once every fact about them holds."""
         pid = channel.pid
         ticks = thread_ticks(pid)
         start = now_ns()
@@ -94,52 +122,66 @@ class Watch:
         end = now_ns()
         wall = end - start
         after = thread_ticks(pid)
-        reported = sum(sum(v) for v in reply.ns.values())
+        if reply.hooks:
+            raise Tampered(f"while timing: {'; '.join(reply.hooks)}")
+        times = self._clock(request, reply, start, end)
+        reported = sum(sum(v) for v in times.values())
         if reported > wall:
             raise Tampered(
                 f"the contestant reported {reported / 1e6:.2f} ms of calls in a block that took "
                 f"{wall / 1e6:.2f} ms on the judge's clock"
             )
-        if reply.hooks:
-            raise Tampered(f"while timing: {'; '.join(reply.hooks)}")
-        self._clock(request, reply, start, end)
         self._busy_threads(pid, ticks, after, wall)
         others = channel.members() - {pid}
         if others:
             raise Tampered(f"the contestant started processes {sorted(others)}; none may run while timing")
-        return reply
+        return times
 
-    def _clock(self, request: PerfBlock, reply: BlockTimes, start: int, end: int) -> None:
+    def _clock(self, request: PerfBlock, reply: BlockTimes, start: int, end: int) -> dict[str, list[int]]:
         """The contestant's clock readings fit the judge's clock around the block (both read the system's monotonic
         clock), every reported call lies between the readings just before and after it, and what the timer left
         out between them (its own few hundred nanoseconds: the same code for both sides) is kept for
         `untimed_check`: not longer for the candidate's calls than for the baseline's. A clock replaced or skipped
         only around the candidate's calls, or work the candidate does just before or after the timer reads the
-        clock, shows as that difference."""
-        calls = [(r, side) for r, sides in enumerate(request.order) for side in sides]
+        clock, shows as that difference. Returns each side's times as the judge's lists."""
+        order = request.order.long()
+        rounds, width = order.shape
         stamps = reply.stamps
-        if len(stamps) != 2 * len(calls) or any(len(reply.ns.get(s, ())) != len(request.order) for s in SIDES):
+        if (
+            sorted(request.sides) != sorted(SIDES)
+            or sorted(reply.ns) != sorted(SIDES)
+            or stamps.numel() != 2 * rounds * width
+            or any(v.numel() != rounds for v in reply.ns.values())
+        ):
             raise Tampered(
-                f"the contestant reported {len(stamps)} clock readings and {[len(v) for v in reply.ns.values()]} "
-                f"times for a block of {len(request.order)} rounds of {SIDES}"
+                f"the contestant reported {stamps.numel()} clock readings and "
+                f"{ {side: v.numel() for side, v in reply.ns.items()} } times for a block of {rounds} rounds of {SIDES}"
             )
-        if stamps[0] < start or stamps[-1] > end or any(b < a for a, b in pairwise(stamps)):
+        # every reading inside the judge's window first, so no difference below can overflow
+        inside = bool(((stamps >= start) & (stamps <= end)).all())
+        if not inside or bool((stamps[1:] < stamps[:-1]).any()):
             raise Tampered(
-                f"the contestant's clock read {(stamps[0] - start) / 1e6:.3f} to {(stamps[-1] - start) / 1e6:.3f} ms "
-                f"into a block that took {(end - start) / 1e6:.3f} ms on the judge's clock: its clock was replaced"
+                f"the contestant's clock read {(int(stamps[0]) - start) / 1e6:.3f} to "
+                f"{(int(stamps[-1]) - start) / 1e6:.3f} ms into a block that took {(end - start) / 1e6:.3f} ms on "
+                "the judge's clock: its clock was replaced"
             )
-        untimed: dict[str, list[int]] = {side: [] for side in SIDES}
-        for (r, side), a, b in zip(calls, stamps[::2], stamps[1::2], strict=True):
-            ns = reply.ns[side][r]
-            if not 0 <= ns <= b - a:
-                raise Tampered(
-                    f"the contestant reported a {side} call of {ns / 1e3:.1f} us between clock readings "
-                    f"{(b - a) / 1e3:.1f} us apart: its clock was replaced"
-                )
-            untimed[side].append(b - a - ns)
-        for side in SIDES:
-            self.untimed[side] += untimed[side]
-        self.baseline_ns += reply.ns["baseline"]
+        by_side = torch.stack([reply.ns[side] for side in request.sides], dim=1)  # (rounds, side index)
+        call_ns = by_side.gather(1, order).reshape(-1)  # in call order
+        span = stamps[1::2] - stamps[0::2]
+        outside = (call_ns < 0) | (call_ns > span)
+        if bool(outside.any()):
+            i = int(outside.nonzero()[0, 0])
+            side = request.sides[int(order.reshape(-1)[i])]
+            raise Tampered(
+                f"the contestant reported a {side} call of {int(call_ns[i]) / 1e3:.1f} us between clock readings "
+                f"{int(span[i]) / 1e3:.1f} us apart: its clock was replaced"
+            )
+        left_out, called = span - call_ns, order.reshape(-1)
+        for j, side in enumerate(request.sides):
+            self.untimed[side] += left_out[called == j].tolist()
+        times = {side: reply.ns[side].tolist() for side in SIDES}
+        self.baseline_ns += times["baseline"]
+        return times
 
     def untimed_check(self, label: str) -> None:
         """Over every block of `label`: the median time the timer left out of a candidate call exceeds a baseline
@@ -158,7 +200,34 @@ class Watch:
                 "is the same for both): part of its work ran outside the timed region, or its clock skipped"
             )
 
+    def open_window(self, channel: Channel) -> None:
+        """Start counting the CPU of the contestant's threads other than the timing thread (see `close_window`)."""
+        self._window = (*process_ticks(channel.pid), now_ns())
+
+    def close_window(self, channel: Channel, label: str) -> None:
+        """Over the whole measurement since `open_window`, blocks and the gaps between them alike, the contestant's
+        other threads (those that have exited included) used at most WINDOW_SHARE of the time on the judge's clock.
+        Honest calls run on the timing thread alone (one torch thread), so this is near zero for them. A thread that
+        finishes the candidate's outputs later uses about as much CPU as the candidate's calls would, whenever it
+        gets a core: on a busy machine mostly between blocks, where the per-block check does not look, but never
+        outside this window, since the sampled outputs must be complete when the judge fetches them."""
+        if self._window is None:
+            return
+        every_before, main_before, start = self._window
+        every_after, main_after = process_ticks(channel.pid)
+        self._window = None
+        tick_ms = 1000.0 / os.sysconf("SC_CLK_TCK")
+        others_ms = ((every_after - main_after) - (every_before - main_before)) * tick_ms
+        limit = max(WINDOW_TICKS * tick_ms, WINDOW_SHARE * (now_ns() - start) / 1e6)
+        if others_ms > limit:
+            raise Tampered(
+                f"{label}: threads other than the timing thread used {others_ms:.0f} ms of CPU over the measurement "
+                f"(limit {limit:.0f} ms, {WINDOW_SHARE:.0%} of its time): work done beside the timed calls, such as "
+                "outputs finished later by another thread"
+            )
+
     def _busy_threads(self, pid: int, before: dict[int, int], after: dict[int, int], wall_ns: int) -> None:
+        """No thread but the timing one ran for long during the block."""
         tick_ms = 1000.0 / os.sysconf("SC_CLK_TCK")
         busy = {tid: (after[tid] - before.get(tid, 0)) * tick_ms for tid in after if tid != pid}
         worst = max(busy.items(), key=lambda kv: kv[1], default=(0, 0.0))
@@ -174,18 +243,32 @@ class Watch:
     def sample(
         self,
         channel: Channel,
+        checks: Executor,
         mode: Mode,
         rounds: int,
         pools: Pools,
         salts: dict[str, Salt],
         history: list[BlockInputs],
-    ) -> list[str]:
-        """Outputs of one random round of the last block of `history`, both sides, against the reference on the
-        exact inputs. A wrong baseline output is tampering; a wrong candidate output is returned as a failure, which
-        says so when it is the right answer to an earlier input of the same pool entry (a cached answer).
+    ) -> Future[list[str]]:
+        """Outputs of one random round of the last block of `history`, both sides, fetched now and checked in
+        `checks` (a thread on the judge's core, which is idle while the contestant is timed) against the reference
+        on the exact inputs. A wrong baseline output is tampering (raised by the future's result); a wrong candidate
+        output is a failure in the result, which says so when it is the right answer to an earlier input of the same
+        pool entry (a cached answer).
         """
         r = self.plan.rng.randrange(rounds)
         got = channel.send(PerfOutputs(picks=[(r, side) for side in SIDES])).outputs
+        return checks.submit(self._check_sample, mode, r, got, pools, salts, list(history))
+
+    def _check_sample(
+        self,
+        mode: Mode,
+        r: int,
+        got: list[object],
+        pools: Pools,
+        salts: dict[str, Salt],
+        history: list[BlockInputs],
+    ) -> list[str]:
         block = history[-1]
         failures = []
         for side, out in zip(SIDES, got, strict=True):
