@@ -72,8 +72,12 @@ def run_harness(
     )
 
 
+CONTESTANT_COMMANDS = (b"harness.worker", b"harness.worker.zygote")  # started from scratch, or forked by the zygote
+
+
 def worker_processes(under: Path) -> list[int]:
-    """Pids of live contestant processes (and their forks) whose working directory lies under `under`."""
+    """Pids of live contestant processes (and their forks) whose working directory lies under `under` (a zygote's
+    is `/`: only its children, the contestants, count)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -87,7 +91,7 @@ def worker_processes(under: Path) -> list[int]:
             cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if b"harness.worker" in cmdline and state != "Z" and cwd.startswith(str(under)):
+        if any(c in cmdline for c in CONTESTANT_COMMANDS) and state != "Z" and cwd.startswith(str(under)):
             pids.append(int(entry.name))
     return pids
 

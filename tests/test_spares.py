@@ -15,6 +15,7 @@ import pytest
 from harness.judge.runner import RunOptions, judge_all
 from harness.judge.sandbox import Limits, Spares
 from harness.judge.session import Session
+from harness.judge.zygote import ForkedProcess
 from harness.protocol.messages import Load
 from harness.registry.sources import module_sources
 from harness.results.document import ResultsDocument
@@ -110,16 +111,44 @@ def test_no_contestant_outlives_a_run(tmp_path: Path, monkeypatch: pytest.Monkey
     assert worker_processes(tmp_path) == []
 
 
-def test_preloaded_spares_answer_and_say_so_on_their_command_line() -> None:
-    spares = Spares(LIMITS)
+NEEDS_DYNAMO = """
+import sys
+
+import torch
+
+from harness import register
+
+assert "torch._dynamo" in sys.modules, "torch._dynamo was not loaded before this module"
+
+
+@register(kind="activation", variant="silu", exact=True)
+class NeedsDynamo:
+    def forward(self, x, gate, up):
+        return torch.nn.functional.silu(x)
+"""
+
+
+@pytest.mark.parametrize("forked", [True, False], ids=["zygote", "fresh-interpreter"])
+def test_timing_spares_have_torch_dynamo_before_the_candidate(
+    forked: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forked from the zygote (which imports it ahead) or started from scratch with --preload, a timing contestant
+    has imported torch._dynamo before any candidate (harness/worker/perf.py takes its snapshot after)."""
+    monkeypatch.setenv("HARNESS_ZYGOTE", "on" if forked else "off")
+    (tmp_path / "activation").mkdir()
+    (tmp_path / "activation" / "needs_dynamo.py").write_text(NEEDS_DYNAMO)
+    (source,) = module_sources(tmp_path, entry_points=False)
+    spares = Spares(Limits(timeout_s=60).with_isolation((tmp_path,)))
     try:
         spares.take("unit").close()
         spares.preload = ("torch._dynamo",)  # as the run does before the performance gates
         spares.take("timing").close()  # its spare was started before the preload was set
         timing = spares.take("timing")
-        assert timing.proc is not None
-        assert "--preload=torch._dynamo" in Path(f"/proc/{timing.proc.pid}/cmdline").read_bytes().decode()
-        assert loads(timing) == "silu"
+        assert isinstance(timing.proc, ForkedProcess) == forked
+        if not forked:
+            assert timing.proc is not None
+            assert "--preload=torch._dynamo" in Path(f"/proc/{timing.proc.pid}/cmdline").read_bytes().decode()
+        assert Session(timing).send(Load(source=source, instantiate=True)).spec.name == "needs_dynamo"
         timing.close()
     finally:
         spares.close()

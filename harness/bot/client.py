@@ -13,7 +13,6 @@ from github import Auth, Github, GithubException, GithubRetry, RateLimitExceeded
 from urllib3 import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-DEFAULT_API_URL = "https://api.github.com"
 USER_AGENT = "module-harness-bot"
 PERMISSIONS = "`permissions: {pull-requests: write, issues: write, statuses: write}`"
 

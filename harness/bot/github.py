@@ -14,9 +14,19 @@ from github.PullRequest import PullRequest
 from github.Repository import Repository
 
 from harness.bot import client
-from harness.bot.client import DEFAULT_API_URL, BotError, Caller, Pacing, connect
+from harness.bot.client import BotError, Caller, Pacing, connect
 from harness.bot.event import BotEvent
-from harness.bot.plan import COMMENT_LIMIT, MARKER, STATUS_DESCRIPTION_LIMIT, BotPlan, LabelSpec, Status, bot_owned
+from harness.bot.plan import (
+    COMMENT_LIMIT,
+    DEFAULT_API_URL,
+    DEFAULT_BOT_LOGIN,
+    MARKER,
+    STATUS_DESCRIPTION_LIMIT,
+    BotPlan,
+    LabelSpec,
+    Status,
+    bot_owned,
+)
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -29,7 +39,6 @@ __all__ = [
     "pull_labels",
 ]
 
-DEFAULT_BOT_LOGIN = "github-actions[bot]"
 MAINTAINERS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 CUT_NOTICE = "\n\n*(The rest of this comment was cut: GitHub takes at most 65,536 characters.)*\n"
 

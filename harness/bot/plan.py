@@ -36,6 +36,8 @@ class LabelSpec:
 # Every label the bot may apply. A label outside these namespaces (or not listed) is never added or removed.
 LABEL_NAMESPACES: tuple[str, ...] = ("kind/", "gates/", "perf/")
 LABEL_NAMES_OUTSIDE_NAMESPACES: tuple[str, ...] = ("new-module", "module-update", "harness-change", "needs-gpu-run")
+DEFAULT_API_URL = "https://api.github.com"  # GitHub's REST API; GITHUB_API_URL overrides it (Enterprise)
+DEFAULT_BOT_LOGIN = "github-actions[bot]"  # the login the bot posts as unless told otherwise
 HARNESS_CHANGE_APPROVED = "harness-change-approved"
 """A maintainer's label (never the bot's): the pull request changes the harness and its results count. Read live
 from the pull request, never from an artifact."""

@@ -9,12 +9,14 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.bot.dry_run import STATUS, write_actions_outputs, write_dry_run
 from harness.bot.event import BotEvent, EventError, load_event
-from harness.bot.github import DEFAULT_API_URL, DEFAULT_BOT_LOGIN, Applied, BotError, Settings, apply_plan, pull_labels
-from harness.bot.plan import HARNESS_CHANGE_APPROVED, BotPlan, RenderContext
-from harness.bot.render import ResultsUnusable, plan_from_results
+from harness.bot.plan import DEFAULT_API_URL, DEFAULT_BOT_LOGIN, HARNESS_CHANGE_APPROVED, BotPlan, RenderContext
+
+if TYPE_CHECKING:  # the GitHub client and the renderer are imported when the command runs, not for every `harness`
+    from harness.bot.github import Applied
 
 AUTO_MERGE_ENV = "HARNESS_AUTO_MERGE"
 BOT_LOGIN_ENV = "HARNESS_BOT_LOGIN"
@@ -58,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_pr(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     """0 when the plan was sent or written (whatever the verdict: the status carries it), 1 when GitHub refused,
     2 when the command line, the event or the results cannot be used."""
+    from harness.bot.github import BotError
+    from harness.bot.render import ResultsUnusable
+
     try:
         return _run(args, os.environ if env is None else env)
     except (PrUsageError, EventError, ResultsUnusable) as exc:
@@ -69,6 +74,9 @@ def cmd_pr(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> in
 
 
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from harness.bot.github import Settings, apply_plan, pull_labels
+    from harness.bot.render import plan_from_results
+
     if not args.results.is_dir():
         raise PrUsageError(
             f"--results {args.results} is not a directory. Fix: pass the directory `harness run --out DIR` wrote."

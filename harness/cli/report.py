@@ -7,9 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.reports import build_leaderboard, to_csv, to_json, to_markdown
-from harness.reports.site import render_site
 from harness.store import DocumentRejected, StoreError, default_store, ingest
+
+# harness.reports (pandas, scipy) and its site (matplotlib, jinja2) are imported when a board is built, not for
+# every `harness` command.
 
 FORMATS = ("site", "markdown", "csv", "json")
 SUFFIX = {"markdown": "md", "csv": "csv", "json": "json"}
@@ -32,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], store_o
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from harness.reports import build_leaderboard, to_csv, to_json, to_markdown
+    from harness.reports.site import render_site
+
     store = args.store or default_store()
     if args.format == "site" and args.out is None:
         raise ReportError("--format site needs --out DIR (the folder the site is written to).")
@@ -56,6 +60,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def publish(results_json: Path, store: Path, out: Path) -> None:
     """After `harness run --out OUT`: the run into the store, then OUT/site/ and OUT/leaderboard.md from it."""
+    from harness.reports import build_leaderboard, to_markdown
+    from harness.reports.site import render_site
+
     try:
         (done,) = ingest([results_json], store)
         board = build_leaderboard(store)

@@ -28,7 +28,7 @@ from harness.integration.setups import DEFAULT_SETUPS
 from harness.judge.integrity import Guard
 from harness.judge.isolation import module_roots, protect_judge
 from harness.judge.reuse import Reuse, Settings, VerdictCache, harness_digest
-from harness.judge.sandbox import Limits, Spares
+from harness.judge.sandbox import Limits, Spares, start_zygote
 from harness.judge.session import LoadFailed, open_session
 from harness.perf.config import PerfSettings
 from harness.perf.timer import kept_off, seconds, timing_core
@@ -285,6 +285,8 @@ def judge_all(
             options.on_reused(result)
     fresh = [s for s in runnable if s.name not in reused]
     policies = [p for p in options.policies if p.name not in reused]
+    if fresh or policies:
+        start_zygote()  # contestants are forked from it: it imports torch while the first gate gets ready
     # One intra-op thread for the judge's own tensor work: its threads and the contestants share the cores,
     # and OpenMP workers spinning against a busy core make small ops 10-80x slower.
     threads = torch.get_num_threads()

@@ -1,7 +1,8 @@
 """The contestant process as the judge holds it: spawn, limits, request/reply with deadlines, kill.
 
-The child runs `python -m harness.worker` in a fresh interpreter (never a fork of the judge), in its own
-session, with a scrubbed environment and a private pair of pipes. The judge enforces a wall-clock
+The child runs `python -m harness.worker`, forked from the zygote (harness/judge/zygote.py: an interpreter that
+has imported torch and nothing untrusted) or, where none runs, in a fresh interpreter; never a fork of the judge.
+It runs in its own session, with a scrubbed environment and a private pair of pipes. The judge enforces a wall-clock
 deadline and a resident-memory cap on the child's whole process tree, and kills the tree on exit.
 """
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from harness.judge import zygote
 from harness.judge.isolation import FILE_SIZE_MB, Isolation, decide
 from harness.protocol.errors import ContestantDied
 from harness.protocol.frames import HEADER, MAX_FRAME, ProtocolError, decode, encode
@@ -74,6 +76,15 @@ def scrubbed_env(home: str) -> dict[str, str]:
     env["HOME"] = home
     env["TMPDIR"] = home
     return env
+
+
+def _zygote_env() -> dict[str, str]:
+    return scrubbed_env(tempfile.gettempdir())  # the zygote's own HOME and TMPDIR replace these (judge/zygote.py)
+
+
+def start_zygote() -> None:
+    """Start this process's zygote now, without waiting: it imports torch while the command reads its modules."""
+    zygote.start(_zygote_env())
 
 
 _subreaper_lock = threading.Lock()
@@ -138,7 +149,8 @@ def _tree(root: int, table: dict[int, Proc], known: set[int]) -> set[int]:
 def _orphans(table: dict[int, Proc]) -> set[int]:
     """Processes a contestant left behind: re-parented to the judge (a subreaper) in a session of their own."""
     me, my_sid = os.getpid(), os.getsid(0)
-    return {pid for pid, p in table.items() if p.ppid == me and p.sid != my_sid and pid not in _live_contestants}
+    spared = _live_contestants | zygote.SERVERS
+    return {pid for pid, p in table.items() if p.ppid == me and p.sid != my_sid and pid not in spared}
 
 
 class Contestant:
@@ -154,7 +166,7 @@ class Contestant:
         # own descriptor: a contestant cannot swap it for a link to a file it wants the judge to read for it.
         self._log = tempfile.TemporaryFile(prefix="harness-contestant-output-")
         self._members: set[int] = set()
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | zygote.ForkedProcess | None = None
         self._next_scan = 0.0
 
     def __enter__(self) -> Contestant:
@@ -190,18 +202,27 @@ class Contestant:
         if isolation is not None and isolation.mode != "off" and isolation.user is not None:
             os.chown(self._home.name, *isolation.user)  # its private directory, the only place it may write
         log = self._log
+        env = scrubbed_env(self._home.name)
+        forks = zygote.shared(_zygote_env())
         with _spawn_lock:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                pass_fds=(to_child_r, from_child_w),
-                start_new_session=True,
-                close_fds=True,
-                env=scrubbed_env(self._home.name),
-                cwd=self._home.name,
-            )
+            if forks is not None:
+                try:  # forked from the zygote: the same worker, limits and confinement, without a fresh interpreter
+                    fds = (to_child_r, from_child_w, log.fileno())
+                    self.proc = forks.spawn(cmd[3:], env, self._home.name, _cores(), fds)
+                except zygote.ZygoteUnavailable:
+                    self.proc = None
+            if self.proc is None:
+                self.proc = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(to_child_r, from_child_w),
+                    start_new_session=True,
+                    close_fds=True,
+                    env=env,
+                    cwd=self._home.name,
+                )
             _live_contestants.add(self.proc.pid)
         os.close(to_child_r)
         os.close(from_child_w)
@@ -369,8 +390,8 @@ class Contestant:
         """Collect the exit status of every killed process that became the judge's child."""
         table = _proc_table()
         for pid in self._members | _orphans(table):
-            if self.proc is not None and pid == self.proc.pid:
-                continue
+            if isinstance(self.proc, subprocess.Popen) and pid == self.proc.pid:
+                continue  # Popen collects its own child (a forked contestant whose zygote died became the judge's)
             try:
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
@@ -398,8 +419,9 @@ class Contestant:
 class Spares:
     """Contestants kept started ahead of need (one, or `depth`), for one run's limits.
 
-    A contestant spends about 1.5 s starting its interpreter and importing torch before it can answer. The run
-    asks for a fresh one per gate and module; handing out one started earlier, and starting the next while the
+    A contestant started from scratch spends about 1.5 s starting its interpreter and importing torch before it can
+    answer; forked from the zygote (harness/judge/zygote.py), a few milliseconds. The run asks for a fresh one per
+    gate and module; handing out one started earlier, and starting the next while the
     gate works, hides that wait wherever a core is idle (the performance gate runs alone, with the judge's cores
     mostly waiting). A spare is exactly a fresh contestant: same command, limits and confinement, nothing loaded
     and no request answered before it is claimed. `close` kills the one left over.

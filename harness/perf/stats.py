@@ -13,8 +13,6 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from scipy import stats
-
 CONFIDENCE = 0.99  # two-sided; a decision needs the interval to agree, so the interval is a strict one
 
 
@@ -58,6 +56,8 @@ def ratio_interval(block_values: list[float], confidence: float = CONFIDENCE) ->
     n = len(block_values)
     if n < 2:
         raise ValueError(f"an interval needs at least 2 blocks, got {n}")
+    from scipy import stats  # imported when first needed: a command that times nothing does not wait for scipy
+
     mean = statistics.fmean(block_values)
     se = float(stats.sem(block_values))
     low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=se) if se > 0 else (mean, mean)
@@ -75,6 +75,8 @@ def geometric_mean(ratios: list[Ratio], confidence: float = CONFIDENCE) -> Ratio
     if var == 0:
         return Ratio(math.exp(mean), math.exp(mean), math.exp(mean), sum(r.blocks for r in ratios), 0.0, math.inf)
     df = var**2 / sum(v**2 / r.df for v, r in zip(variances, ratios, strict=True) if r.df > 0)
+    from scipy import stats
+
     low, high = stats.t.interval(confidence, df, loc=mean, scale=math.sqrt(var))
     return Ratio(math.exp(mean), math.exp(low), math.exp(high), sum(r.blocks for r in ratios), math.sqrt(var), df)
 

@@ -1,7 +1,9 @@
 """Contestant process entry point: `python -m harness.worker --in-fd R --out-fd W --memory-mb M`.
 
-Started by the judge (harness.judge.sandbox) in a fresh interpreter, its own session and a scrubbed
-environment. It imports the untrusted module, runs the requests the judge sends (handlers.py), and answers on
+Started by the judge (harness.judge.sandbox) in its own session with a scrubbed environment: forked from the
+zygote (harness.worker.zygote, an interpreter that has imported torch and nothing untrusted), or, where no zygote
+runs, in a fresh interpreter. Either way `main` applies the same limits and confinement before anything untrusted
+is imported. It imports the untrusted module, runs the requests the judge sends (handlers.py), and answers on
 a private pipe; the module's own prints go to a log the judge reads only for error messages.
 """
 
@@ -17,8 +19,10 @@ from typing import BinaryIO
 PRELOADS = ("torch._dynamo",)  # the only modules the judge may ask a contestant to import ahead
 
 
-def _die_with_judge() -> None:
-    """Ask the kernel to SIGKILL this process when the judge that spawned it dies (Linux PR_SET_PDEATHSIG)."""
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent (the judge, or the zygote that forked it) dies (Linux
+    PR_SET_PDEATHSIG); exit now if `parent` is no longer the parent (it died before the request took effect, and
+    this process was re-parented to a subreaper or init)."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -26,7 +30,7 @@ def _die_with_judge() -> None:
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() == 1:  # the judge died before the request took effect
+    if os.getppid() != parent:
         os._exit(1)
 
 
@@ -69,7 +73,7 @@ def serve(inbox: BinaryIO, outbox: BinaryIO, device: str) -> None:
         write_frame(outbox, reply.to_frame())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m harness.worker")
     parser.add_argument("--in-fd", type=int, required=True)
     parser.add_argument("--out-fd", type=int, required=True)
@@ -80,13 +84,14 @@ def main() -> None:
     parser.add_argument(
         "--preload", action="append", default=[], choices=PRELOADS, help="a torch module to import before answering"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    parent = os.getppid()
     if args.device == "cpu":
         # CUDA contexts reserve far more address space than they use, so the cap applies on CPU only;
         # the judge's resident-memory watchdog covers both.
         _limit_memory(args.memory_mb)
     _confine(args.confine)
-    _die_with_judge()  # after the confinement: a change of user clears the parent-death signal
+    die_with_parent(parent)  # after the confinement: a change of user clears the parent-death signal
     import torch
 
     torch.set_num_threads(args.threads)

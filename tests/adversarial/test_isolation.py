@@ -57,8 +57,8 @@ def test_a_startup_hook_planted_in_site_packages_is_refused(corpus_run: dict[str
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("reads_judge_memory", "reading the judge's memory: Permission denied"),
-        ("traces_the_judge", "tracing the judge: Operation not permitted"),
+        ("reads_judge_memory", "reading the judge's memory: Permission denied; 0 other processes read"),
+        ("traces_the_judge", "tracing the judge: Operation not permitted; 0 other processes attached"),
     ],
 )
 def test_the_judges_memory_cannot_be_read_or_traced(corpus_run: dict[str, Any], name: str, reason: str) -> None:
@@ -71,7 +71,7 @@ def test_the_judges_memory_cannot_be_read_or_traced(corpus_run: dict[str, Any], 
 def test_the_judge_cannot_be_signalled(corpus_run: dict[str, Any]) -> None:
     result = corpus_module(corpus_run, "signals_the_judge")
     assert result["verdict"] == "error"
-    assert "RuntimeError: signalling the judge: Operation not permitted" in result["reason"]
+    assert "RuntimeError: signalling the judge: Operation not permitted; 0 other processes allowed" in result["reason"]
 
 
 @NETWORK
