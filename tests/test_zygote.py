@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -134,3 +136,33 @@ def test_with_zygotes_off_contestants_start_from_scratch(monkeypatch: pytest.Mon
         assert contestant.proc is not None and not isinstance(contestant.proc, ForkedProcess)
         assert Session(contestant).send(Load(source=SILU, instantiate=True)).spec.name == "silu"
         assert b"harness.worker" in Path(f"/proc/{contestant.proc.pid}/cmdline").read_bytes().split(b"\0")
+
+
+KEEPS_ITS_OWN_CHILD = """
+import subprocess, sys
+from pathlib import Path
+from harness.judge.sandbox import Contestant, Limits
+from harness.judge.session import Session
+from harness.protocol.messages import Load
+from harness.registry.sources import module_sources
+
+silu = next(s for s in module_sources(Path(sys.argv[1]), entry_points=False) if s.name == "silu")
+helper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+with Contestant(Limits(timeout_s=60).with_isolation((Path(sys.argv[1]),)), "c") as contestant:
+    Session(contestant).send(Load(source=silu, instantiate=True))
+print("helper alive" if helper.poll() is None else f"helper ended: {helper.returncode}")
+helper.kill()
+"""
+
+
+def test_a_child_the_judge_starts_in_a_session_of_its_own_is_not_taken_for_an_orphan() -> None:
+    """A contestant's orphans re-parent to the zygote (a subreaper), so the judge, which never becomes one, does not
+    sweep its own children: here one started in a session of its own, as a contestant's orphan would be."""
+    proc = subprocess.run(
+        [sys.executable, "-c", KEEPS_ITS_OWN_CHILD, str(REPO / "modules")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert proc.stdout.strip() == "helper alive", proc.stderr[-2000:]

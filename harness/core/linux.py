@@ -44,6 +44,7 @@ FS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) 
 FS_FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV  # rights a file (not dir) takes
 
 PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
@@ -126,6 +127,11 @@ def prctl(option: int, arg: int = 0) -> int:
 def no_new_privs() -> None:
     """Neither this process nor anything it starts can gain privileges (setuid binaries, file capabilities)."""
     prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants re-parent to this process instead of init (PR_SET_CHILD_SUBREAPER)."""
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def set_dumpable(on: bool) -> None:

@@ -147,10 +147,14 @@ def _tree(root: int, table: dict[int, Proc], known: set[int]) -> set[int]:
 
 
 def _orphans(table: dict[int, Proc]) -> set[int]:
-    """Processes a contestant left behind: re-parented to the judge (a subreaper) in a session of their own."""
+    """Processes a contestant left behind, re-parented to a subreaper in a session of their own: to a zygote (every
+    child of one is a contestant or what one left), or to the judge once it had to become a subreaper for a
+    contestant started from scratch (a child the judge itself starts in a session of its own would then look the
+    same; with zygotes, the default, the judge never becomes one)."""
     me, my_sid = os.getpid(), os.getsid(0)
+    parents = set(zygote.SERVERS) | ({me} if _subreaper_on else set())
     spared = _live_contestants | zygote.SERVERS
-    return {pid for pid, p in table.items() if p.ppid == me and p.sid != my_sid and pid not in spared}
+    return {pid for pid, p in table.items() if p.ppid in parents and p.sid != my_sid and pid not in spared}
 
 
 class Contestant:
@@ -177,7 +181,6 @@ class Contestant:
         self.close()
 
     def start(self) -> None:
-        _become_subreaper()
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         cmd = [
@@ -212,6 +215,7 @@ class Contestant:
                 except zygote.ZygoteUnavailable:
                     self.proc = None
             if self.proc is None:
+                _become_subreaper()  # its orphans re-parent to the judge, so none can outlive the run
                 self.proc = subprocess.Popen(
                     cmd,
                     stdin=subprocess.DEVNULL,

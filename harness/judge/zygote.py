@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 START_TIMEOUT_S = 120.0  # the zygote imports torch and torch._dynamo before it says it is ready
@@ -59,9 +59,8 @@ class ForkedProcess:
 class Zygote:
     """One zygote process: `spawn` forks a contestant; its exit status arrives through the reader thread."""
 
-    def __init__(self, env: dict[str, str], on_start: Callable[[int], None] = lambda pid: None) -> None:
+    def __init__(self, env: dict[str, str]) -> None:
         self._env = env
-        self._on_start = on_start
         self._cond = threading.Condition()
         self._send_lock = threading.Lock()
         self._replies: dict[int, dict[str, Any]] = {}
@@ -103,7 +102,7 @@ class Zygote:
                 env=env,
                 cwd="/",
             )
-            self._on_start(self.proc.pid)
+            SERVERS.add(self.proc.pid)
         except OSError as exc:
             self._error = str(exc)
             self._ready.set()
@@ -142,6 +141,8 @@ class Zygote:
                 self._error = self._log.read().decode(errors="replace").strip()[-2000:]
             except (subprocess.TimeoutExpired, OSError, ValueError):
                 pass
+        if self.proc is not None and self.proc.poll() is not None:
+            SERVERS.discard(self.proc.pid)  # reaped: its pid may be reused by anyone
         with self._cond:
             self._alive = False
             for pid in self._children:
@@ -216,7 +217,7 @@ _lock = threading.Lock()
 _shared: Zygote | None = None
 _starts = 0
 MAX_STARTS = 3  # a zygote that keeps dying is not started a fourth time in one judge process
-SERVERS: set[int] = set()  # pids of zygotes this judge started: never a contestant's orphan
+SERVERS: set[int] = set()  # live zygotes this judge started: never an orphan; their other children are
 
 
 def start(env: dict[str, str]) -> Zygote | None:
@@ -235,7 +236,7 @@ def start(env: dict[str, str]) -> Zygote | None:
         if _starts >= MAX_STARTS:
             return None
         _starts += 1
-        _shared = Zygote(env, SERVERS.add)
+        _shared = Zygote(env)
         return _shared
 
 

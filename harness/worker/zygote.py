@@ -14,7 +14,8 @@ Control protocol (one JSON object per SOCK_SEQPACKET message):
   pipe (read end), reply pipe (write end) and output file;
 - zygote -> judge: {"ready": pid} once; {"id", "pid"} or {"id", "error"} per request; {"exit": pid, "code": code}
   when a child ends (code as subprocess gives it: negative for a signal). Only this process can collect its
-  children's exit status, so it reports every one.
+  children's exit status, so it reports every one. It is a subreaper: a contestant's orphans become its children
+  (reaped and reported too), which is where the judge's sweep finds them (harness/judge/sandbox.py `_orphans`).
 """
 
 from __future__ import annotations
@@ -216,6 +217,9 @@ def main() -> None:
 
     parent = os.getppid()
     linux.set_dumpable(False)  # no contestant reads this process's memory or traces it, even as the same user
+    # What a contestant leaves behind (a daemon, a double-forked orphan) re-parents here, where the judge looks for
+    # it among this process's children, not to the judge, whose own children it then never mistakes for one.
+    linux.become_subreaper()
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the judge's to handle; it closes the socket
     sock = socket.socket(fileno=args.control_fd)
